@@ -1,0 +1,300 @@
+"""The deformation field: per-frame offsets of every canonical Gaussian, driven by audio, eyes and viewpoint.
+
+For N canonical Gaussians and a batch of B frames:
+
+    canonical means [N, 3] --bounding box--> [0, 1]^3 --hash grid--> [N, L*F] --MLP--> queries [N, Dq]
+    audio [B, W, 16, 80] --AudioTokenizer--> audio token [B, Dc]     (zeros when audio is disabled)
+    eye [B]              --MLP-->            eye token [B, Dc]
+    view [B, 3]          --MLP-->            view token [B, Dc]
+                                             null token [Dc], learned (lets a Gaussian attend to nothing)
+    SpatialAudioAttention(queries, tokens [B, 4, Dc]) -> [B, N, hidden], weights [B, N, heads, 4]
+    head: LeakyReLU(attention + W queries) -> Linear -> LeakyReLU -> Linear (zero-initialised) -> [B, N, 14]
+
+The head's first layer sees the attention output and the Gaussian's own features (a concatenation followed by
+one linear layer, computed as a sum so the [N, Dq] part is done once for all B). Its last layer starts at
+zero, so an untrained field returns exactly zero deltas. The 14 outputs, times the config's offset scales,
+are the `Deltas`; `apply_deltas` turns canonical Gaussians and deltas into the frame's Gaussians.
+
+Canonical means reach the field detached: positions are optimised by the rendering loss through the
+Gaussians themselves, not through the hash grid's (noisy) spatial gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avatar.encoding.hash_grid import HashGridConfig, make_hash_grid
+from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
+from avatar.model.gaussians import GaussianSet
+from avatar.model.spatial_audio_attention import SpatialAudioAttention
+
+NUM_TOKENS = 4  # audio, eye, view, null
+TOKEN_NAMES = ("audio", "eye", "view", "null")
+NUM_OUTPUTS = 14  # means 3, quats 4, log scales 3, opacity 1, colour 3
+BOUNDS_PADDING = 0.1  # each side of the canonical bounding box grows by this fraction of its size
+
+
+@dataclass(frozen=True)
+class DeformationConfig:
+    """Sizes of the deformation field; the defaults are the GPU preset, `tiny()` the CPU one."""
+
+    hash_grid: HashGridConfig = field(
+        default_factory=lambda: HashGridConfig(
+            n_levels=16,
+            n_features_per_level=2,
+            log2_hashmap_size=19,
+            base_resolution=16,
+            per_level_scale=2 ** (7 / 15),
+        )
+    )  # resolutions 16 .. 2048 over the padded box (~0.4 m): finest cell ~0.2 mm
+    feature_width: int = 64  # Dq, per-Gaussian query features
+    token_width: int = 64  # Dc, condition tokens
+    heads: int = 4
+    window: int = 9  # W, audio frames per token (the frame and 4 on each side)
+    audio_channels: int = 64  # AudioEncoder convolution channels
+    condition_hidden: int = 32  # hidden width of the eye and view MLPs
+    hidden: int = 128  # width of the output head
+    position_offset_scale: float = 0.01  # metres per unit output: 1 cm
+    rotation_offset_scale: float = 0.1  # added to the unit quaternion: ~0.2 rad per unit output
+    log_scale_offset_scale: float = 0.1  # scale x e^0.1 per unit output
+    opacity_offset_scale: float = 1.0  # logit units per unit output
+    color_offset_scale: float = 1.0  # logit units per unit output
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number of frames, got {self.window}")
+        for name in ("feature_width", "token_width", "heads", "audio_channels", "condition_hidden", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @staticmethod
+    def tiny() -> DeformationConfig:
+        """The CPU preset: 8 levels x 2 features, 2^14 rows, resolutions 16 .. 512; narrow layers."""
+        return DeformationConfig(
+            hash_grid=HashGridConfig(
+                n_levels=8,
+                n_features_per_level=2,
+                log2_hashmap_size=14,
+                base_resolution=16,
+                per_level_scale=2 ** (5 / 7),
+            ),
+            feature_width=32,
+            token_width=32,
+            heads=4,
+            audio_channels=32,
+            condition_hidden=16,
+            hidden=64,
+        )
+
+    @staticmethod
+    def preset(name: str) -> DeformationConfig:
+        if name == "tiny":
+            return DeformationConfig.tiny()
+        if name == "default":
+            return DeformationConfig()
+        raise ValueError(f"unknown deformation preset {name!r}; use 'tiny' or 'default'")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values; `from_dict` inverts it."""
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(values: dict) -> DeformationConfig:
+        values = dict(values)
+        values["hash_grid"] = HashGridConfig(**values["hash_grid"])
+        return DeformationConfig(**values)
+
+
+@dataclass(frozen=True)
+class FrameConditions:
+    """What drives one batch of frames."""
+
+    audio: (
+        Tensor  # [B, W, 16, 80] log-mel windows of each frame and its W - 1 neighbours (frame in the middle)
+    )
+    eye: Tensor  # [B] eye openness, 1 open, 0 closed
+    view: Tensor  # [B, 3] unit vector from the head origin to the camera, head frame
+
+    @property
+    def batch_size(self) -> int:
+        return self.eye.shape[0]
+
+    def to(self, device: torch.device | str) -> FrameConditions:
+        return FrameConditions(
+            audio=self.audio.to(device), eye=self.eye.to(device), view=self.view.to(device)
+        )
+
+
+@dataclass(frozen=True)
+class Deltas:
+    """Per-frame changes of every Gaussian (see `apply_deltas` for how each is applied)."""
+
+    d_means: Tensor  # [B, N, 3] metres
+    d_quats: Tensor  # [B, N, 4] added to the unit quaternion (w, x, y, z)
+    d_log_scales: Tensor  # [B, N, 3]
+    d_opacity_logits: Tensor  # [B, N]
+    d_color_logits: Tensor  # [B, N, 3]
+
+    @property
+    def batch_size(self) -> int:
+        return self.d_means.shape[0]
+
+
+def apply_deltas(canonical: GaussianSet, deltas: Deltas, batch_index: int) -> GaussianSet:
+    """The Gaussians of batch item `batch_index`: canonical Gaussians changed by the deltas.
+
+        means     = means + d_means
+        quats     = normalise(quats + d_quats)            (quats unit already)
+        scales    = scales * exp(d_log_scales)
+        opacities = sigmoid(logit(opacities) + d_opacity_logits)
+        colors    = sigmoid(logit(colors) + d_color_logits)
+
+    The sigmoid-of-shifted-logit is evaluated as p / (p + (1 - p) e^-d) (the odds times e^d), which needs no
+    logit of p and stays exact at p = 0 and p = 1.
+    """
+    b = batch_index
+    return GaussianSet(
+        means=canonical.means + deltas.d_means[b],
+        quats=F.normalize(canonical.quats + deltas.d_quats[b], dim=-1),
+        scales=canonical.scales * torch.exp(deltas.d_log_scales[b]),
+        opacities=_shift_logit(canonical.opacities, deltas.d_opacity_logits[b]),
+        colors=_shift_logit(canonical.colors, deltas.d_color_logits[b]),
+    )
+
+
+def _shift_logit(probabilities: Tensor, delta: Tensor) -> Tensor:
+    """sigmoid(logit(p) + delta) for p in [0, 1]."""
+    return probabilities / (probabilities + (1.0 - probabilities) * torch.exp(-delta))
+
+
+def padded_bounds(means: Tensor, padding: float = BOUNDS_PADDING) -> tuple[Tensor, Tensor]:
+    """The bounding box [3], [3] of `means` [N, 3] grown by `padding` times its size on each side (at least 1 cm)."""
+    low, high = means.detach().amin(0), means.detach().amax(0)
+    margin = ((high - low) * padding).clamp_min(0.01)
+    return low - margin, high + margin
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for index, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if index < len(widths) - 2:
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(*layers)
+
+
+class DeformationField(nn.Module):
+    """Canonical means + frame conditions -> per-Gaussian deltas (module docstring).
+
+    Args:
+        config: sizes and offset scales
+        bounds_min, bounds_max: [3] the box mapped to [0, 1]^3 for the hash grid (see `padded_bounds`);
+            positions outside it are clamped. Stored as buffers, so a checkpoint restores them.
+        audio_enabled: False replaces the audio token by zeros (the no-audio ablation); the audio tokenizer
+            is still built, so checkpoints of both variants have the same keys.
+        hash_grid_backend: "auto", "torch" or "tcnn" (see `avatar.encoding.make_hash_grid`)
+    """
+
+    def __init__(
+        self,
+        config: DeformationConfig,
+        bounds_min: Tensor,
+        bounds_max: Tensor,
+        *,
+        audio_enabled: bool = True,
+        hash_grid_backend: str = "auto",
+        device: torch.device | str | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        self.audio_enabled = audio_enabled
+        bounds_min = torch.as_tensor(bounds_min, dtype=torch.float32)
+        bounds_max = torch.as_tensor(bounds_max, dtype=torch.float32)
+        if bounds_min.shape != (3,) or bounds_max.shape != (3,) or not bool((bounds_max > bounds_min).all()):
+            raise ValueError(f"need bounds_min < bounds_max, each [3]; got {bounds_min} and {bounds_max}")
+        self.register_buffer("bounds_min", bounds_min.clone())
+        self.register_buffer("bounds_max", bounds_max.clone())
+        self.hash_grid = make_hash_grid(config.hash_grid, hash_grid_backend, device=device)
+        self.query_mlp = _mlp([config.hash_grid.n_output_dims, config.feature_width, config.feature_width])
+        self.audio_tokenizer = AudioTokenizer(
+            config.token_width, config.window, channels=config.audio_channels
+        )
+        self.eye_mlp = _mlp([1, config.condition_hidden, config.token_width])
+        self.view_mlp = _mlp([3, config.condition_hidden, config.token_width])
+        self.null_token = nn.Parameter(torch.randn(config.token_width) * 0.1)
+        self.attention = SpatialAudioAttention(
+            config.feature_width, config.token_width, config.hidden, config.heads
+        )
+        self.query_to_hidden = nn.Linear(config.feature_width, config.hidden, bias=False)
+        self.head = _mlp([config.hidden, config.hidden, NUM_OUTPUTS])
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        offset_scales = (
+            [config.position_offset_scale] * 3
+            + [config.rotation_offset_scale] * 4
+            + [config.log_scale_offset_scale] * 3
+            + [config.opacity_offset_scale]
+            + [config.color_offset_scale] * 3
+        )
+        self.register_buffer("output_scales", torch.tensor(offset_scales), persistent=False)
+        if device is not None:
+            self.to(device)
+
+    def normalized_positions(self, means: Tensor) -> Tensor:
+        """means [N, 3] -> [N, 3] in [0, 1]^3 over the bounding box (not clamped)."""
+        return (means - self.bounds_min) / (self.bounds_max - self.bounds_min)
+
+    def queries(self, canonical_means: Tensor) -> Tensor:
+        """canonical_means [N, 3] -> per-Gaussian query features [N, Dq]."""
+        encoded = self.hash_grid(self.normalized_positions(canonical_means.detach()))
+        return self.query_mlp(encoded.float())
+
+    def tokens(self, conditions: FrameConditions) -> Tensor:
+        """-> [B, 4, Dc]: audio, eye, view, null."""
+        batch = conditions.batch_size
+        if conditions.eye.shape != (batch,) or conditions.view.shape != (batch, 3):
+            raise ValueError(
+                f"eye must be [B] and view [B, 3] with the same B, got {list(conditions.eye.shape)} "
+                f"and {list(conditions.view.shape)}"
+            )
+        if conditions.audio.shape[0] != batch:
+            raise ValueError(f"audio has batch size {conditions.audio.shape[0]}, eye has {batch}")
+        if self.audio_enabled:
+            audio = self.audio_tokenizer(conditions.audio.float())
+        else:
+            audio = self.null_token.new_zeros(batch, self.config.token_width)
+        eye = self.eye_mlp(conditions.eye.float()[:, None])
+        view = self.view_mlp(conditions.view.float())
+        null = self.null_token.expand(batch, -1)
+        return torch.stack([audio, eye, view, null], dim=1)
+
+    def forward(self, canonical_means: Tensor, conditions: FrameConditions) -> tuple[Deltas, Tensor]:
+        """Deltas of every Gaussian for every frame of the batch.
+
+        Args:
+            canonical_means: Tensor  # [N, 3] head frame, metres (detached inside)
+            conditions: FrameConditions with batch size B
+        Returns:
+            deltas: Deltas  # each [B, N, ...]
+            attention: Tensor  # [B, N, heads, 4] weights over (audio, eye, view, null), summing to 1
+        """
+        queries = self.queries(canonical_means)  # [N, Dq]
+        attended, weights = self.attention(queries, self.tokens(conditions))  # [B, N, hidden]
+        hidden = F.leaky_relu(attended + self.query_to_hidden(queries), LEAKY_SLOPE)
+        outputs = self.head(hidden) * self.output_scales  # [B, N, 14]
+        d_means, d_quats, d_log_scales, d_opacity, d_colors = outputs.split([3, 4, 3, 1, 3], dim=-1)
+        deltas = Deltas(
+            d_means=d_means,
+            d_quats=d_quats,
+            d_log_scales=d_log_scales,
+            d_opacity_logits=d_opacity.squeeze(-1),
+            d_color_logits=d_colors,
+        )
+        return deltas, weights
+
+    def extra_repr(self) -> str:
+        return f"audio_enabled={self.audio_enabled}"

@@ -1,0 +1,157 @@
+"""The public rasterizer: 3D Gaussians + one pinhole camera -> image, alpha, depth; backends behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from avatar.errors import AvatarError
+from avatar.render.projection import project_gaussians
+from avatar.render.rasterize_torch import ALPHA_MIN, rasterize_to_pixels_torch
+from avatar.render.tiles import TILE_SIZE, alpha_half_extents, bin_gaussians
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """A rendered view; `means2d` is the projected-means tensor the image was computed from."""
+
+    rgb: Tensor  # [H, W, C] composited over the background when one is given
+    alpha: Tensor  # [H, W, 1] 1 - final transmittance
+    depth: Tensor  # [H, W, 1] sum of weight * camera z, not divided by alpha (0 where nothing is drawn)
+    radii: Tensor  # [N] int32 screen radius in pixels, 0 for Gaussians culled in this view
+    means2d: Tensor  # [N, 2] call .retain_grad() before backward to read screen-space position gradients
+
+
+def _rasterize_torch(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmat: Tensor,
+    K: Tensor,
+    width: int,
+    height: int,
+    background: Tensor | None,
+    near_plane: float,
+    far_plane: float,
+    eps2d: float,
+) -> RenderOutput:
+    projection = project_gaussians(
+        means,
+        quats,
+        scales,
+        viewmat,
+        K,
+        width,
+        height,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        eps2d=eps2d,
+    )
+    radii = projection.radii
+    bins = bin_gaussians(
+        projection.means2d,
+        radii * (opacities >= ALPHA_MIN),
+        projection.depths,
+        width,
+        height,
+        tile_size=TILE_SIZE,
+        half_extents=alpha_half_extents(projection.cov2d.detach(), opacities.detach(), ALPHA_MIN),
+    )
+    features = torch.cat([colors, projection.depths[:, None]], dim=1)
+    accumulated, alpha = rasterize_to_pixels_torch(
+        projection.means2d, projection.conics, opacities, features, bins, width, height
+    )
+    rgb, depth = accumulated[..., :-1], accumulated[..., -1:]
+    if background is not None:
+        rgb = rgb + (1.0 - alpha) * background
+    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth, radii=radii, means2d=projection.means2d)
+
+
+def _check_shapes(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmat: Tensor,
+    K: Tensor,
+    width: int,
+    height: int,
+    background: Tensor | None,
+) -> None:
+    n = means.shape[0]
+    expected = {
+        "means": (means, (n, 3)),
+        "quats": (quats, (n, 4)),
+        "scales": (scales, (n, 3)),
+        "opacities": (opacities, (n,)),
+        "viewmat": (viewmat, (4, 4)),
+        "K": (K, (3, 3)),
+    }
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
+    if colors.ndim != 2 or colors.shape[0] != n:
+        raise ValueError(f"colors has shape {tuple(colors.shape)}, expected ({n}, C)")
+    channels = colors.shape[1]
+    if background is not None and tuple(background.shape) not in ((channels,), (height, width, channels)):
+        expected_text = f"({channels},) or ({height}, {width}, {channels})"
+        raise ValueError(f"background has shape {tuple(background.shape)}, expected {expected_text}")
+
+
+# name -> fn(means, quats, scales, opacities, colors, viewmat, K, width, height, background, near_plane,
+# far_plane, eps2d) -> RenderOutput, with the conventions of `rasterize`. A backend that needs something
+# missing on this machine (a GPU, a compiled extension, gsplat) raises AvatarError when called.
+_BACKENDS: dict[str, Callable[..., RenderOutput]] = {"torch": _rasterize_torch}
+
+
+def rasterize(
+    means: Tensor,  # [N, 3] world
+    quats: Tensor,  # [N, 4] (w, x, y, z), need not be normalised
+    scales: Tensor,  # [N, 3] standard deviations (not log)
+    opacities: Tensor,  # [N] in [0, 1] (after the sigmoid)
+    colors: Tensor,  # [N, C] any number of channels
+    viewmat: Tensor,  # [4, 4] world -> camera, OpenCV axes (x right, y down, z forward)
+    K: Tensor,  # [3, 3] intrinsics
+    width: int,
+    height: int,
+    *,
+    background: Tensor | None = None,  # [C] or [H, W, C]
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    backend: str = "torch",
+) -> RenderOutput:
+    """Render 3D Gaussians into one pinhole camera.
+
+    Differentiable w.r.t. means, quats, scales, opacities, colors and background. Pixel (col, row) has its
+    centre at (col + 0.5, row + 0.5) in the coordinates of K. Projection and binning follow gsplat
+    (avatar.render.projection, avatar.render.tiles), compositing the original 3DGS kernel
+    (avatar.render.rasterize_torch). Gaussians with opacity < 1/255 are drawn nowhere but keep their radius.
+    """
+    _check_shapes(means, quats, scales, opacities, colors, viewmat, K, width, height, background)
+    if backend not in _BACKENDS:
+        raise AvatarError(
+            f"unknown or unavailable rasterizer backend {backend!r}",
+            fix=f"use one of: {', '.join(sorted(_BACKENDS))}",
+        )
+    return _BACKENDS[backend](
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        viewmat,
+        K,
+        width,
+        height,
+        background,
+        near_plane,
+        far_plane,
+        eps2d,
+    )

@@ -1,0 +1,1 @@
+"""Fitting a talking head to a capture dataset."""

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.media import SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    have_cuda = False
+    try:
+        import torch
+
+        have_cuda = torch.cuda.is_available()
+    except ImportError:
+        pass
+    for item in items:
+        if "gpu" in item.keywords and not have_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        if "shared_data" in item.keywords and not SHARED_DATA.is_dir():
+            item.add_marker(pytest.mark.skip(reason=f"{SHARED_DATA} is absent"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_clip(tmp_path_factory):
+    """The built-in sample clip (12 s) and its ground truth, generated once per test session."""
+    from avatar.sample_clip import make_sample_clip
+
+    return make_sample_clip(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory, sample_clip):
+    """The sample clip captured at the default settings."""
+    from capture.config import CaptureConfig
+    from capture.pipeline import run_capture
+
+    out = tmp_path_factory.mktemp("sample_dataset") / "dataset"
+    report = run_capture(CaptureConfig(video=sample_clip.video, out=out))
+    return out, report

@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from avatar.model.deformation import (
+    DeformationConfig,
+    DeformationField,
+    Deltas,
+    FrameConditions,
+    apply_deltas,
+    padded_bounds,
+)
+from avatar.model.gaussians import GaussianSet
+
+SILENCE = -1.628
+
+
+def make_field(means: torch.Tensor, **kwargs) -> DeformationField:
+    return DeformationField(
+        DeformationConfig.tiny(), *padded_bounds(means), hash_grid_backend="torch", **kwargs
+    )
+
+
+def make_conditions(batch: int, window: int = 9, seed: int = 0) -> FrameConditions:
+    gen = torch.Generator().manual_seed(seed)
+    return FrameConditions(
+        audio=torch.randn(batch, window, 16, 80, generator=gen),
+        eye=torch.rand(batch, generator=gen),
+        view=torch.nn.functional.normalize(torch.randn(batch, 3, generator=gen), dim=-1),
+    )
+
+
+def randomise_output_layer(field: DeformationField, seed: int = 0) -> None:
+    torch.manual_seed(seed)
+    nn.init.normal_(field.head[-1].weight, std=0.1)
+    nn.init.normal_(field.head[-1].bias, std=0.1)
+
+
+def random_gaussian_set(n: int, seed: int = 0) -> GaussianSet:
+    gen = torch.Generator().manual_seed(seed)
+    return GaussianSet(
+        means=torch.randn(n, 3, generator=gen) * 0.05,
+        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=-1),
+        scales=torch.rand(n, 3, generator=gen) * 0.01 + 1e-4,
+        opacities=torch.rand(n, generator=gen),
+        colors=torch.rand(n, 3, generator=gen),
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("n", [1, 1000])
+def test_shapes_dtypes_and_zero_deltas_at_init(batch, n):
+    torch.manual_seed(0)
+    means = torch.rand(n, 3) * 0.2
+    field = make_field(means)
+    deltas, attention = field(means, make_conditions(batch))
+    expected = {
+        "d_means": (batch, n, 3),
+        "d_quats": (batch, n, 4),
+        "d_log_scales": (batch, n, 3),
+        "d_opacity_logits": (batch, n),
+        "d_color_logits": (batch, n, 3),
+    }
+    for name, shape in expected.items():
+        value = getattr(deltas, name)
+        assert value.shape == shape and value.dtype == torch.float32, name
+        assert torch.equal(value, torch.zeros(shape)), name  # the output layer starts at zero
+    assert attention.shape == (batch, n, field.config.heads, 4) and attention.dtype == torch.float32
+    torch.testing.assert_close(attention.sum(-1), torch.ones(batch, n, field.config.heads))
+    assert bool((attention >= 0).all())
+
+
+def test_perturbed_attention_weights_vary_and_sum_to_one():
+    torch.manual_seed(1)
+    means = torch.rand(200, 3) * 0.2
+    field = make_field(means)
+    randomise_output_layer(field)
+    for parameter in field.parameters():
+        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    with torch.no_grad():
+        _, attention = field(means, make_conditions(2))
+    torch.testing.assert_close(attention.sum(-1), torch.ones(2, 200, field.config.heads))
+    assert float(attention.std()) > 1e-3  # not uniform: the weights depend on the Gaussian and the frame
+
+
+def test_position_offsets_are_scaled_to_centimetres():
+    torch.manual_seed(2)
+    means = torch.rand(10, 3) * 0.2
+    field = make_field(means)
+    with torch.no_grad():
+        field.head[-1].bias.copy_(torch.tensor([1.0] * 3 + [0.0] * 11))
+    deltas, _ = field(means, make_conditions(1))
+    torch.testing.assert_close(deltas.d_means, torch.full((1, 10, 3), 0.01))
+
+
+def test_audio_disabled_ignores_the_audio_input():
+    torch.manual_seed(3)
+    means = torch.rand(64, 3) * 0.2
+    conditions = make_conditions(2, seed=1)
+    other_audio = FrameConditions(
+        audio=torch.full_like(conditions.audio, SILENCE), eye=conditions.eye, view=conditions.view
+    )
+    for audio_enabled in (True, False):
+        torch.manual_seed(4)
+        field = make_field(means, audio_enabled=audio_enabled)
+        randomise_output_layer(field)
+        with torch.no_grad():
+            first, _ = field(means, conditions)
+            second, _ = field(means, other_audio)
+        same = torch.equal(first.d_means, second.d_means) and torch.equal(
+            first.d_color_logits, second.d_color_logits
+        )
+        assert same == (not audio_enabled)
+    assert set(make_field(means, audio_enabled=False).state_dict()) == set(make_field(means).state_dict())
+
+
+def test_gradients_reach_every_parameter_after_one_step():
+    torch.manual_seed(5)
+    means = torch.rand(300, 3) * 0.2
+    field = make_field(means)
+    conditions = make_conditions(2)
+    gen = torch.Generator().manual_seed(0)
+    projection = torch.randn(2, 300, 14, generator=gen)
+    optimizer = torch.optim.Adam(field.parameters(), lr=1e-3)
+
+    def toy_loss() -> torch.Tensor:
+        deltas, _ = field(means, conditions)
+        outputs = torch.cat(
+            [
+                deltas.d_means,
+                deltas.d_quats,
+                deltas.d_log_scales,
+                deltas.d_opacity_logits[..., None],
+                deltas.d_color_logits,
+            ],
+            dim=-1,
+        )
+        return (outputs * projection).sum() + outputs.square().sum()
+
+    toy_loss().backward()  # only the zero-initialised output layer has a gradient at first
+    optimizer.step()
+    optimizer.zero_grad()
+    toy_loss().backward()
+    groups = {
+        "hash_grid": 0,
+        "query_mlp": 0,
+        "audio_tokenizer": 0,
+        "eye_mlp": 0,
+        "view_mlp": 0,
+        "null_token": 0,
+    }
+    for name, parameter in field.named_parameters():
+        assert parameter.grad is not None and float(parameter.grad.abs().sum()) > 0, name
+        for group in groups:
+            groups[group] += name.startswith(group)
+    assert all(groups.values()), groups
+
+
+def test_learns_audio_dependent_offsets():
+    """A few Gaussians move one way for speech and the other way for silence."""
+    torch.manual_seed(0)
+    n = 6
+    means = torch.rand(n, 3) * 0.15
+    field = make_field(means)
+    audio = torch.cat([torch.randn(1, 9, 16, 80), torch.full((1, 9, 16, 80), SILENCE)])
+    conditions = FrameConditions(audio=audio, eye=torch.ones(2), view=torch.tensor([[0.0, 0.0, -1.0]] * 2))
+    target = torch.randn(n, 3) * 0.01
+    targets = torch.stack([target, -target])
+    optimizer = torch.optim.Adam(field.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(300):
+        deltas, _ = field(means, conditions)
+        loss = ((deltas.d_means - targets) / 0.01).square().mean()
+        losses.append(loss.item())
+        if losses[-1] < 1e-3 * losses[0]:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < 1e-3 * losses[0], (len(losses), losses[-1] / losses[0])
+
+
+def test_apply_zero_deltas_is_the_identity():
+    canonical = random_gaussian_set(40)
+    zeros = Deltas(
+        d_means=torch.zeros(2, 40, 3),
+        d_quats=torch.zeros(2, 40, 4),
+        d_log_scales=torch.zeros(2, 40, 3),
+        d_opacity_logits=torch.zeros(2, 40),
+        d_color_logits=torch.zeros(2, 40, 3),
+    )
+    for b in range(2):
+        deformed = apply_deltas(canonical, zeros, b)
+        for name in ("means", "quats", "scales", "opacities", "colors"):
+            torch.testing.assert_close(
+                getattr(deformed, name), getattr(canonical, name), atol=1e-6, rtol=1e-6
+            )
+
+
+def test_apply_deltas_formulas():
+    canonical = random_gaussian_set(30, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    deltas = Deltas(
+        d_means=torch.randn(2, 30, 3, generator=gen) * 0.01,
+        d_quats=torch.randn(2, 30, 4, generator=gen) * 0.1,
+        d_log_scales=torch.randn(2, 30, 3, generator=gen),
+        d_opacity_logits=torch.randn(2, 30, generator=gen) * 3,
+        d_color_logits=torch.randn(2, 30, 3, generator=gen) * 3,
+    )
+    deformed = apply_deltas(canonical, deltas, 1)
+    torch.testing.assert_close(deformed.means, canonical.means + deltas.d_means[1])
+    torch.testing.assert_close(deformed.quats.norm(dim=-1), torch.ones(30))
+    torch.testing.assert_close(
+        deformed.quats, torch.nn.functional.normalize(canonical.quats + deltas.d_quats[1], dim=-1)
+    )
+    torch.testing.assert_close(deformed.scales, canonical.scales * torch.exp(deltas.d_log_scales[1]))
+    expected_opacity = torch.sigmoid(
+        torch.logit(canonical.opacities.double()) + deltas.d_opacity_logits[1].double()
+    )
+    torch.testing.assert_close(deformed.opacities, expected_opacity.float(), atol=1e-5, rtol=1e-4)
+    expected_colors = torch.sigmoid(
+        torch.logit(canonical.colors.double()) + deltas.d_color_logits[1].double()
+    )
+    torch.testing.assert_close(deformed.colors, expected_colors.float(), atol=1e-5, rtol=1e-4)
+    # saturated values stay in [0, 1] and finite
+    saturated = GaussianSet(
+        means=canonical.means[:2],
+        quats=canonical.quats[:2],
+        scales=canonical.scales[:2],
+        opacities=torch.tensor([0.0, 1.0]),
+        colors=torch.tensor([[0.0, 1.0, 0.5]] * 2),
+    )
+    big = Deltas(
+        d_means=torch.zeros(1, 2, 3),
+        d_quats=torch.zeros(1, 2, 4),
+        d_log_scales=torch.zeros(1, 2, 3),
+        d_opacity_logits=torch.full((1, 2), 50.0),
+        d_color_logits=torch.full((1, 2, 3), -50.0),
+    )
+    out = apply_deltas(saturated, big, 0)
+    assert torch.equal(out.opacities, torch.tensor([0.0, 1.0]))
+    assert bool(torch.isfinite(out.colors).all()) and bool(((out.colors >= 0) & (out.colors <= 1)).all())
+
+
+def test_config_presets_and_round_trip():
+    tiny, default = DeformationConfig.preset("tiny"), DeformationConfig.preset("default")
+    assert (tiny.hash_grid.n_levels, tiny.hash_grid.log2_hashmap_size) == (8, 14)
+    assert (default.hash_grid.n_levels, default.hash_grid.log2_hashmap_size) == (16, 19)
+    for config in (tiny, default):
+        assert DeformationConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError):
+        DeformationConfig(window=4)
+    with pytest.raises(ValueError):
+        DeformationConfig.preset("huge")
+
+
+def test_positions_are_normalised_into_the_padded_box():
+    means = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.2, 0.3]])
+    field = make_field(means)
+    normalised = field.normalized_positions(means)
+    assert bool(((normalised > 0) & (normalised < 1)).all())
+    torch.testing.assert_close(normalised[0] + normalised[1], torch.ones(3))  # symmetric padding
