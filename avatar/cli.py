@@ -66,16 +66,66 @@ def _run_demo(command: DemoCommand) -> None:
     _run_capture(CaptureConfig(video=clip.video, out=command.out / "dataset"))
 
 
+def _run_fit(config) -> None:
+    from avatar.train.trainer import run_fit
+
+    summary = run_fit(config)
+    print(
+        f"run: {summary['run']}\n  {summary['steps']} steps in {summary['seconds']:.0f} s, "
+        f"{summary['gaussians']} Gaussians, held-out PSNR {summary['val_psnr']:.2f} dB"
+    )
+
+
+def _run_render(config) -> None:
+    from avatar.video_render import render_video
+
+    result = render_video(config)
+    print(
+        f"video: {result['video']} ({result['frames']} frames, {result['seconds_of_audio']:.1f} s of audio)"
+    )
+
+
+def _run_eval(config) -> None:
+    from avatar.evaluate import evaluate
+
+    metrics = evaluate(config)
+    print(
+        f"held-out frames: {metrics['frames']}\n"
+        f"  PSNR {metrics['psnr']:.2f} dB (head box {metrics['psnr_head_box']:.2f}, mouth {metrics['psnr_mouth']:.2f}), "
+        f"SSIM {metrics['ssim']:.4f} (head box {metrics['ssim_head_box']:.4f})\n"
+        f"  LMD {metrics['lmd_px']:.2f} px, mouth-opening correlation {metrics['mouth_open_correlation']:.3f}\n"
+        f"  rendering {metrics['render_fps']:.1f} frames/s on {metrics['device']}\n"
+        f"  metrics: {config.json}\n  side by side: {metrics['video']}\n  plot: {metrics['plot']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    from avatar.evaluate import EvalConfig
+    from avatar.train.config import FitConfig
+    from avatar.video_render import RenderConfig
     from capture.config import CaptureConfig
 
     command = tyro.extras.subcommand_cli_from_dict(
-        {"capture": CaptureConfig, "sample": SampleCommand, "demo": DemoCommand},
+        {
+            "capture": CaptureConfig,
+            "fit": FitConfig,
+            "render": RenderConfig,
+            "eval": EvalConfig,
+            "sample": SampleCommand,
+            "demo": DemoCommand,
+        },
         prog="avatar",
         description="splat-avatar: audio-driven 3D Gaussian talking heads from a phone video.",
         args=argv,
     )
-    runners = {CaptureConfig: _run_capture, SampleCommand: _run_sample, DemoCommand: _run_demo}
+    runners = {
+        CaptureConfig: _run_capture,
+        FitConfig: _run_fit,
+        RenderConfig: _run_render,
+        EvalConfig: _run_eval,
+        SampleCommand: _run_sample,
+        DemoCommand: _run_demo,
+    }
     try:
         runners[type(command)](command)
     except AvatarError as error:

@@ -44,7 +44,9 @@ class HeadWindow:
         return HeadWindow(int(data["x0"]), int(data["y0"]), int(data["side"]))
 
 
-def head_window(dataset: Dataset, indices: np.ndarray, *, margin: float = 0.08, samples: int = 60) -> HeadWindow:
+def head_window(
+    dataset: Dataset, indices: np.ndarray, *, margin: float = 0.08, samples: int = 60
+) -> HeadWindow:
     """The square around every head mask and face landmark of the given frames (a spread of up to `samples` of
     them for the masks), grown by `margin` of its side on each edge and kept inside the crop."""
     size = dataset.size

@@ -78,6 +78,52 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(a @ b / math.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
 
 
+class MouthMetrics:
+    """Lip metrics accumulated one (real, rendered) frame pair at a time; `result()` as `mouth_metrics`."""
+
+    def __init__(self) -> None:
+        self._runner = FaceMeshRunner()
+        self.open_real: list[float] = []
+        self.open_rendered: list[float] = []
+        self.distances: list[float] = []
+        self.rendered_missing = 0
+        self.real_missing = 0
+
+    def add(self, real: np.ndarray, rendered: np.ndarray) -> None:
+        if real.shape != rendered.shape:
+            raise ValueError(f"frame {len(self.open_real)}: real {real.shape} and rendered {rendered.shape}")
+        real_points = self._runner.landmarks(real)
+        rendered_points = self._runner.landmarks(rendered)
+        self.real_missing += real_points is None
+        self.rendered_missing += rendered_points is None
+        self.open_real.append(math.nan if real_points is None else mouth_opening(real_points))
+        self.open_rendered.append(math.nan if rendered_points is None else mouth_opening(rendered_points))
+        if real_points is not None and rendered_points is not None:
+            self.distances.append(landmark_distance(rendered_points, real_points))
+
+    def result(self) -> dict[str, Any]:
+        mouth_open_real = np.asarray(self.open_real, dtype=np.float64)
+        mouth_open_rendered = np.asarray(self.open_rendered, dtype=np.float64)
+        return {
+            "lmd_px": float(np.mean(self.distances)) if self.distances else math.nan,
+            "mouth_open_real": mouth_open_real,
+            "mouth_open_rendered": mouth_open_rendered,
+            "mouth_open_correlation": pearson(mouth_open_real, mouth_open_rendered),
+            "frames_without_face": self.rendered_missing,
+            "real_frames_without_face": self.real_missing,
+            "frames": len(self.open_real),
+        }
+
+    def close(self) -> None:
+        self._runner.close()
+
+    def __enter__(self) -> MouthMetrics:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def mouth_metrics(real_frames: Iterable[np.ndarray], rendered_frames: Iterable[np.ndarray]) -> dict[str, Any]:
     """Lip metrics over two equally long streams of [H, W, 3] uint8 RGB frames, one frame pair at a time.
 
@@ -89,30 +135,7 @@ def mouth_metrics(real_frames: Iterable[np.ndarray], rendered_frames: Iterable[n
         real_frames_without_face: real frames without a face; those frames are left out of every average.
         frames: N.
     """
-    open_real: list[float] = []
-    open_rendered: list[float] = []
-    distances: list[float] = []
-    rendered_missing = real_missing = 0
-    with FaceMeshRunner() as runner:
+    with MouthMetrics() as metrics:
         for real, rendered in zip(real_frames, rendered_frames, strict=True):
-            if real.shape != rendered.shape:
-                raise ValueError(f"frame {len(open_real)}: real {real.shape} and rendered {rendered.shape}")
-            real_points = runner.landmarks(real)
-            rendered_points = runner.landmarks(rendered)
-            real_missing += real_points is None
-            rendered_missing += rendered_points is None
-            open_real.append(math.nan if real_points is None else mouth_opening(real_points))
-            open_rendered.append(math.nan if rendered_points is None else mouth_opening(rendered_points))
-            if real_points is not None and rendered_points is not None:
-                distances.append(landmark_distance(rendered_points, real_points))
-    mouth_open_real = np.asarray(open_real, dtype=np.float64)
-    mouth_open_rendered = np.asarray(open_rendered, dtype=np.float64)
-    return {
-        "lmd_px": float(np.mean(distances)) if distances else math.nan,
-        "mouth_open_real": mouth_open_real,
-        "mouth_open_rendered": mouth_open_rendered,
-        "mouth_open_correlation": pearson(mouth_open_real, mouth_open_rendered),
-        "frames_without_face": rendered_missing,
-        "real_frames_without_face": real_missing,
-        "frames": len(open_real),
-    }
+            metrics.add(real, rendered)
+        return metrics.result()

@@ -8,7 +8,6 @@ Without a video it captures the built-in sample. Each clip is captured into a fr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess

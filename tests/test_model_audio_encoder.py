@@ -8,6 +8,15 @@ from avatar.model.audio_encoder import AudioEncoder, AudioSmoother, AudioTokeniz
 SILENCE = -1.628
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are small: a second intra-op thread gains nothing and stalls while the other core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_shapes(batch):
     torch.manual_seed(0)

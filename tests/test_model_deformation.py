@@ -17,6 +17,15 @@ from avatar.model.gaussians import GaussianSet
 SILENCE = -1.628
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are small: a second intra-op thread gains nothing and stalls while the other core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_field(means: torch.Tensor, **kwargs) -> DeformationField:
     return DeformationField(
         DeformationConfig.tiny(), *padded_bounds(means), hash_grid_backend="torch", **kwargs

@@ -12,7 +12,7 @@ from avatar.model.densify import (
     remap_adam_state,
     reset_opacity,
 )
-from avatar.model.gaussians import CanonicalGaussians, inverse_sigmoid
+from avatar.model.gaussians import CanonicalGaussians, RowChange, inverse_sigmoid
 from avatar.render.projection import quat_to_rotmat
 
 EXTENT = 0.15
@@ -139,7 +139,7 @@ def test_optimizer_state_follows_the_rows():
     result = densify_and_prune(
         gaussians, state_with_grads([1e-3, 1e-3, 1e-3, 1e-5]), max_count=100, **SETTINGS
     )
-    remap_adam_state(optimizer, gaussians.parameters(), result.change)
+    remap_adam_state(optimizer, result.change)
     for name, parameter in gaussians.parameters_by_name().items():
         state = optimizer.state[parameter]
         for key, old in zip(("exp_avg", "exp_avg_sq"), moments[name]):
@@ -153,16 +153,20 @@ def test_optimizer_state_follows_the_rows():
     assert all(bool(torch.isfinite(p).all()) for p in gaussians.parameters())
 
 
-def test_remap_rejects_mismatched_state():
+def test_remap_after_keep_swaps_the_parameters_in_the_optimizer():
     gaussians = make_gaussians([0.001] * 3, [0.5] * 3)
     optimizer = torch.optim.Adam(gaussians.parameters())
     for parameter in gaussians.parameters():
         parameter.grad = torch.ones_like(parameter)
     optimizer.step()
     change = gaussians.keep(torch.tensor([True, False, True]))
-    remap_adam_state(optimizer, gaussians.parameters(), change)
+    remap_adam_state(optimizer, change)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert held == {id(p) for p in gaussians.parameters()}
+    assert all(optimizer.state[p]["exp_avg"].shape == p.shape for p in gaussians.parameters())
+    assert all(old not in optimizer.state for old, _ in change.replaced)
     with pytest.raises(ValueError):
-        remap_adam_state(optimizer, gaussians.parameters(), change)  # already applied
+        remap_adam_state(optimizer, RowChange(kept=torch.ones(2, dtype=torch.bool), num_added=1))
 
 
 def test_reset_opacity_caps_and_clears_moments():

@@ -53,14 +53,15 @@ def test_inverse_sigmoid_clamps_to_finite_logits():
     torch.testing.assert_close(torch.sigmoid(values[1]), torch.tensor(0.25))
 
 
-def test_keep_and_append_change_rows_in_place():
+def test_keep_and_append_replace_the_parameters():
     gaussians = random_gaussians(5)
     parameter = gaussians.means
     before = gaussians.means.detach().clone()
     gaussians.means.grad = torch.ones_like(gaussians.means)
     change = gaussians.keep(torch.tensor([True, False, True, True, False]))
-    assert gaussians.means is parameter  # same Parameter object: an optimiser keeps tracking it
-    assert gaussians.means.grad is None
+    assert gaussians.means is not parameter and gaussians.means.grad is None
+    assert change.replaced[0] == (parameter, gaussians.means)  # what the optimiser must swap
+    assert len(change.replaced) == 5 and len(list(gaussians.parameters())) == 5
     assert (change.num_before, change.num_after, change.num_added) == (5, 3, 0)
     torch.testing.assert_close(gaussians.means.detach(), before[[0, 2, 3]])
 
@@ -85,3 +86,11 @@ def test_state_dict_loads_into_a_different_count():
     target.load_state_dict(source.state_dict())
     assert target.num == 7
     torch.testing.assert_close(target.activated().colors, source.activated().colors)
+
+
+def test_set_colors_from_an_image_sample():
+    gaussians = random_gaussians(4)
+    colors = torch.tensor([[0.0, 0.5, 1.0], [0.2, 0.4, 0.6], [1.0, 1.0, 1.0], [0.3, 0.3, 0.3]])
+    gaussians.set_colors(colors)
+    torch.testing.assert_close(gaussians.activated().colors, colors, atol=2e-4, rtol=0)
+    assert bool(torch.isfinite(gaussians.color_logits).all())

@@ -63,7 +63,7 @@ INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 COHERENT_PRIMES = (1, 2654435761, 805459861)
 INIT_RANGE = 1e-4  # tiny-cuda-nn initialises grid parameters uniformly in [-1e-4, 1e-4]
 TCNN_DEFAULT_SEED = 1337
-BACKENDS = ("auto", "torch", "tcnn")
+BACKENDS = ("auto", "torch", "tcnn", "cuda")
 
 _UINT32_MASK = 0xFFFFFFFF
 _MAX_PARAMS_IN_LEVEL = _UINT32_MASK // 2  # std::numeric_limits<uint32_t>::max() / 2
@@ -439,8 +439,10 @@ def make_hash_grid(
     """A hash-grid module: positions [..., 3] in [0, 1] (clamped) -> features [..., L * F] float32.
 
     backend: "torch" is `HashGridEncoding`; "tcnn" is `tinycudann.Encoding` (CUDA only) with the same
-        clamping, float32 output and `{"params": [P]}` state dict; "auto" is "tcnn" when tinycudann imports,
-        CUDA is available and `device` is not a CPU, else "torch".
+        clamping, float32 output and `{"params": [P]}` state dict; "cuda" is `cuda_ext.hash_grid`'s
+        `CudaHashGridEncoding` (this project's kernels, built on first use; CUDA only; the torch results to
+        float rounding); "auto" is "tcnn" when tinycudann imports, CUDA is available and `device` is not a
+        CPU, else "cuda" when the project's kernels build there, else "torch".
     tcnn_dtype: the precision tiny-cuda-nn computes in; None lets it choose (float16 on most GPUs).
     """
     config = config if config is not None else HashGridConfig()
@@ -448,9 +450,26 @@ def make_hash_grid(
         raise AvatarError(f"unknown hash-grid backend {backend!r}", fix=f"Use one of {', '.join(BACKENDS)}")
     on_cpu = device is not None and torch.device(device).type == "cpu"
     if backend == "auto":
-        backend = "tcnn" if not on_cpu and tcnn_unavailable_reason() is None else "torch"
+        if on_cpu:
+            backend = "torch"
+        elif tcnn_unavailable_reason() is None:
+            backend = "tcnn"
+        else:
+            from cuda_ext.build import try_load_extension
+
+            backend = "cuda" if try_load_extension() is not None else "torch"
     if backend == "torch":
         return HashGridEncoding(config, seed=seed, device=device)
+    if backend == "cuda":
+        if on_cpu:
+            raise AvatarError(
+                "the CUDA hash grid runs on CUDA only", fix="Pass backend='torch' for a CPU grid"
+            )
+        from cuda_ext.build import load_extension
+        from cuda_ext.hash_grid import CudaHashGridEncoding
+
+        load_extension()  # raises CudaExtensionUnavailable (an AvatarError) saying what is missing
+        return CudaHashGridEncoding(config, seed=seed, device=device)
     if on_cpu:
         raise AvatarError(
             "the tiny-cuda-nn hash grid runs on CUDA only", fix="Pass backend='torch' for a CPU grid"

@@ -32,8 +32,7 @@ from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
 from avatar.model.gaussians import GaussianSet
 from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
-NUM_TOKENS = 4  # audio, eye, view, null
-TOKEN_NAMES = ("audio", "eye", "view", "null")
+TOKEN_NAMES = ("audio", "eye", "view", "null")  # the order of the attention weights' last axis
 NUM_OUTPUTS = 14  # means 3, quats 4, log scales 3, opacity 1, colour 3
 BOUNDS_PADDING = 0.1  # each side of the canonical bounding box grows by this fraction of its size
 
@@ -50,7 +49,7 @@ class DeformationConfig:
             base_resolution=16,
             per_level_scale=2 ** (7 / 15),
         )
-    )  # resolutions 16 .. 2048 over the padded box (~0.4 m): finest cell ~0.2 mm
+    )  # resolutions 16 .. 2048 over the padded box (~0.33 m for a head): finest cell ~0.16 mm
     feature_width: int = 64  # Dq, per-Gaussian query features
     token_width: int = 64  # Dc, condition tokens
     heads: int = 4
@@ -73,7 +72,8 @@ class DeformationConfig:
 
     @staticmethod
     def tiny() -> DeformationConfig:
-        """The CPU preset: 8 levels x 2 features, 2^14 rows, resolutions 16 .. 512; narrow layers."""
+        """The CPU preset: 8 levels x 2 features, 2^14 rows, resolutions 16 .. 512 (finest cell ~0.65 mm);
+        narrow layers."""
         return DeformationConfig(
             hash_grid=HashGridConfig(
                 n_levels=8,
@@ -196,7 +196,9 @@ class DeformationField(nn.Module):
             positions outside it are clamped. Stored as buffers, so a checkpoint restores them.
         audio_enabled: False replaces the audio token by zeros (the no-audio ablation); the audio tokenizer
             is still built, so checkpoints of both variants have the same keys.
-        hash_grid_backend: "auto", "torch" or "tcnn" (see `avatar.encoding.make_hash_grid`)
+        hash_grid_backend: "auto", "torch" or "tcnn" (see `avatar.encoding.make_hash_grid`; "auto" picks
+            tiny-cuda-nn only on a CUDA `device`)
+        device: where the module lives; default the device of `bounds_min`
     """
 
     def __init__(
@@ -218,6 +220,7 @@ class DeformationField(nn.Module):
             raise ValueError(f"need bounds_min < bounds_max, each [3]; got {bounds_min} and {bounds_max}")
         self.register_buffer("bounds_min", bounds_min.clone())
         self.register_buffer("bounds_max", bounds_max.clone())
+        device = torch.device(device) if device is not None else bounds_min.device
         self.hash_grid = make_hash_grid(config.hash_grid, hash_grid_backend, device=device)
         self.query_mlp = _mlp([config.hash_grid.n_output_dims, config.feature_width, config.feature_width])
         self.audio_tokenizer = AudioTokenizer(
@@ -241,8 +244,7 @@ class DeformationField(nn.Module):
             + [config.color_offset_scale] * 3
         )
         self.register_buffer("output_scales", torch.tensor(offset_scales), persistent=False)
-        if device is not None:
-            self.to(device)
+        self.to(device)
 
     def normalized_positions(self, means: Tensor) -> Tensor:
         """means [N, 3] -> [N, 3] in [0, 1]^3 over the bounding box (not clamped)."""

@@ -11,13 +11,13 @@ respect to its projected 2D mean over the views where it was visible. `densify_a
 - respects `max_count`: when densifying every candidate would exceed it, only the candidates with the
   highest gradients are densified (each clone or split adds one Gaussian net).
 
-Rows change in place (see `CanonicalGaussians`); `remap_adam_state` moves an Adam optimiser's moment
-estimates along with the rows (new rows start with zero moments), so the trainer keeps one optimiser.
+Densification replaces the Gaussians' parameters (see `CanonicalGaussians`); `remap_adam_state` puts the new
+ones into an Adam optimiser and moves its moment estimates along with the rows (new rows start with zero
+moments), so the trainer keeps one optimiser.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -112,7 +112,8 @@ def densify_and_prune(
     prune_scale: float | None = None,
     generator: torch.Generator | None = None,
 ) -> DensifyResult:
-    """Clones, splits and prunes Gaussians in place (module docstring) and resets `state` to the new count.
+    """Clones, splits and prunes `gaussians` (module docstring; its parameters are replaced, see
+    `remap_adam_state`) and resets `state` to the new count.
 
     Args:
         grad_threshold: mean screen-space gradient norm at which a Gaussian is densified (units of `state`)
@@ -153,8 +154,8 @@ def densify_and_prune(
     children["log_scales"] = torch.log(parent_scales / SPLIT_SCALE_DIVISOR)
     added = {name: torch.cat([clones[name], children[name]]) for name in PARAMETER_NAMES}
 
-    change = RowChange(kept=~prune & ~split, num_added=int(clone.sum()) + SPLIT_CHILDREN * int(split.sum()))
-    gaussians.change_rows(change, added)
+    num_added = int(clone.sum()) + SPLIT_CHILDREN * int(split.sum())
+    change = gaussians.change_rows(RowChange(kept=~prune & ~split, num_added=num_added), added)
     state.reset(gaussians.num)
     return DensifyResult(
         change=change, num_cloned=int(clone.sum()), num_split=int(split.sum()), num_pruned=int(prune.sum())
@@ -176,24 +177,24 @@ def reset_opacity(
                 state[key].zero_()
 
 
-def remap_adam_state(
-    optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], change: RowChange
-) -> None:
-    """Moves Adam's per-row moments (`exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`) of `params` after their rows
-    changed by `change` (the parameters already hold the new rows): kept rows keep their moments, new rows
-    start at zero; the step count is unchanged. Parameters without state (not yet stepped) are skipped."""
-    for param in params:
-        state = optimizer.state.get(param)
+def remap_adam_state(optimizer: torch.optim.Optimizer, change: RowChange) -> None:
+    """Puts the parameters that `change` created in place of those it replaced, in `optimizer`'s parameter
+    groups, and moves Adam's per-row moments (`exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`) with the rows: kept
+    rows keep their moments, new rows start at zero, the step count is unchanged. Parameters the optimiser
+    does not hold are skipped; so is the state of parameters not yet stepped."""
+    if not change.replaced:
+        raise ValueError("the row change replaced no parameters (make it with CanonicalGaussians' methods)")
+    for old, new in change.replaced:
+        for group in optimizer.param_groups:
+            group["params"] = [new if param is old else param for param in group["params"]]
+        state = optimizer.state.pop(old, None)
         if not state:
             continue
         for key in ADAM_STATE_KEYS:
-            moment = state.get(key)
-            if moment is None:
-                continue
-            if moment.shape[0] != change.num_before:
-                raise ValueError(
-                    f"optimizer state {key} has {moment.shape[0]} rows, the change is for {change.num_before}"
-                )
-            state[key] = change.apply(moment)
-        if param.shape[0] != change.num_after:
-            raise ValueError(f"the parameter has {param.shape[0]} rows, the change makes {change.num_after}")
+            if key in state:
+                if state[key].shape[0] != change.num_before:
+                    raise ValueError(
+                        f"optimizer state {key} has {state[key].shape[0]} rows, the change is for {change.num_before}"
+                    )
+                state[key] = change.apply(state[key])
+        optimizer.state[new] = state

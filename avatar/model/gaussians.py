@@ -7,9 +7,11 @@ Activations (raw parameter -> activated value):
     opacity_logits  -> sigmoid(opacity_logits)      in (0, 1)
     color_logits    -> sigmoid(color_logits)        RGB in (0, 1); no spherical harmonics
 
-`CanonicalGaussians` changes its number of rows in place (`keep`, `append`) by assigning new data to the
-same `nn.Parameter` objects, so an optimiser built on them stays valid; the returned `RowChange` says how
-the rows moved, which is what `avatar.model.densify.remap_adam_state` needs to move the optimiser's state.
+`CanonicalGaussians` changes its number of rows (`keep`, `append`, `change_rows`) by replacing its five
+`nn.Parameter`s with new ones (as the reference 3DGS code does; resizing a parameter's `.data` in place would
+break autograd for any graph still alive). The returned `RowChange` says how the rows moved and which
+parameter replaced which: `avatar.model.densify.remap_adam_state(optimizer, change)` swaps them in an
+optimiser and moves its state along, so the trainer keeps one optimiser.
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ class GaussianSet:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RowChange:
     """How per-Gaussian rows changed: the old rows where `kept` is True, in order, then `num_added` new rows."""
 
     kept: Tensor  # [N_before] bool
     num_added: int
+    replaced: tuple[tuple[nn.Parameter, nn.Parameter], ...] = ()  # (old, new) parameters, once applied
 
     @property
     def num_before(self) -> int:
@@ -135,8 +138,7 @@ class CanonicalGaussians(nn.Module):
         return {name: getattr(self, name) for name in PARAMETER_NAMES}
 
     def activated(self) -> GaussianSet:
-        """The activated Gaussians; `means` is the parameter itself, so do not keep the result across `keep`,
-        `append` or densification (it would see the new rows)."""
+        """The activated Gaussians (`means` is the parameter itself)."""
         return GaussianSet(
             means=self.means,
             quats=F.normalize(self.quats, dim=-1),
@@ -152,7 +154,7 @@ class CanonicalGaussians(nn.Module):
 
     @torch.no_grad()
     def keep(self, mask: Tensor) -> RowChange:
-        """Keeps the rows where `mask` [N] bool is True, in order; gradients are cleared."""
+        """Keeps the rows where `mask` [N] bool is True, in order (new parameters, without gradients)."""
         if mask.shape != (self.num,) or mask.dtype != torch.bool:
             raise ValueError(f"mask must be a [{self.num}] bool tensor, got {mask.dtype} {list(mask.shape)}")
         return self._change_rows(RowChange(kept=mask.to(self.means.device), num_added=0), {})
@@ -166,7 +168,7 @@ class CanonicalGaussians(nn.Module):
         opacity_logits: Tensor,  # [M]
         color_logits: Tensor,  # [M, 3]
     ) -> RowChange:
-        """Appends M rows of raw parameters after the existing ones; gradients are cleared."""
+        """Appends M rows of raw parameters after the existing ones (new parameters, without gradients)."""
         added = dict(zip(PARAMETER_NAMES, (means, quats, log_scales, opacity_logits, color_logits)))
         _check_rows(means.shape[0], *added.values())
         kept = torch.ones(self.num, dtype=torch.bool, device=self.means.device)
@@ -183,10 +185,12 @@ class CanonicalGaussians(nn.Module):
         return self._change_rows(change, added)
 
     def _change_rows(self, change: RowChange, added: dict[str, Tensor]) -> RowChange:
-        for name, parameter in self.parameters_by_name().items():
-            parameter.data = change.apply(parameter.data, added.get(name))
-            parameter.grad = None
-        return change
+        replaced = []
+        for name, old in self.parameters_by_name().items():
+            new = nn.Parameter(change.apply(old.detach(), added.get(name)), requires_grad=old.requires_grad)
+            setattr(self, name, new)
+            replaced.append((old, new))
+        return RowChange(kept=change.kept, num_added=change.num_added, replaced=tuple(replaced))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A checkpoint may hold a different number of Gaussians than this module was built with.
@@ -197,7 +201,7 @@ class CanonicalGaussians(nn.Module):
                 and stored.shape != parameter.shape
                 and stored.shape[1:] == parameter.shape[1:]
             ):
-                parameter.data = parameter.data.new_empty(stored.shape)
+                setattr(self, name, nn.Parameter(parameter.detach().new_empty(stored.shape)))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -7,8 +7,8 @@ right, y down, z into the head; see capture/head_pose.py). With the box's width 
 
 - face (45 % of the Gaussians): the landmarks themselves, then area-weighted samples on the triangles of a
   Delaunay triangulation of the landmarks seen from the front (x, y), jittered +-1.5 mm along the triangle's
-  normal; triangles with an edge longer than 3 x the median edge (across the face's concave outline) are
-  dropped.
+  normal; triangles whose longest edge exceeds 3 x the median longest edge (across the face's concave
+  outline) are dropped.
 - cranium and hair (40 %): a shell (radii 0.9 to 1 of the ellipsoid's) of an axis-aligned ellipsoid with
   semi-axes 0.55 Wf (x; head breadth ~1.1 x the face-mesh width), 0.55 Hf (y; from 0.35 Hf above the
   hairline, skull and hair, down to 0.75 Hf below it, the occiput) and HEAD_DEPTH_PER_WIDTH * Wf / 2 (z;
@@ -20,7 +20,8 @@ right, y down, z into the head; see capture/head_pose.py). With the box's width 
 
 Generic samples inside the cranium (for the ears and neck), in front of the face or less than 10 mm behind it
 (the face as a height field z(x, y) over its triangulation) are discarded and redrawn: the face samples cover
-that region and samples in front of it would float before the face.
+that region and samples in front of it would float before the face. Rows come in this order: face
+(landmarks first), cranium, left ear, right ear, neck.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ CRANIUM_FRACTION = 0.40
 EAR_FRACTION = 0.05  # both ears
 NECK_FRACTION = 0.10
 
+CRANIUM_WIDTH_PER_FACE_WIDTH = 0.55  # semi-axis: head breadth ~1.1 x the face-mesh width
 HEAD_DEPTH_PER_WIDTH = 1.35  # forehead to back of the head, per face-mesh width (0.19 m for 0.14 m)
 HAIR_HEIGHT_PER_FACE_HEIGHT = 0.35  # top of skull and hair above the hairline landmark
 OCCIPUT_PER_FACE_HEIGHT = 0.75  # lowest point of the cranium ellipsoid below the hairline
@@ -103,7 +105,9 @@ class HeadProportions:
     @property
     def cranium_semi_axes(self) -> np.ndarray:  # [3]
         vertical = (HAIR_HEIGHT_PER_FACE_HEIGHT + OCCIPUT_PER_FACE_HEIGHT) * self.height / 2
-        return np.array([0.55 * self.width, vertical, HEAD_DEPTH_PER_WIDTH * self.width / 2])
+        return np.array(
+            [CRANIUM_WIDTH_PER_FACE_WIDTH * self.width, vertical, HEAD_DEPTH_PER_WIDTH * self.width / 2]
+        )
 
 
 def init_head_gaussians(

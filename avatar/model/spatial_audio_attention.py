@@ -59,18 +59,23 @@ class SpatialAudioAttention(nn.Module):
         """
         batch, count = tokens.shape[:2]
         heads, width = self.heads, self.head_width
+        if queries.dim() not in (2, 3) or (queries.dim() == 3 and queries.shape[0] != batch):
+            raise ValueError(f"queries must be [N, Dq] or [{batch}, N, Dq], got {list(queries.shape)}")
+        n = queries.shape[-2]
         keys = self.key(tokens).view(batch, count, heads, width)
         values = self.value(tokens).view(batch, count, heads, width)
         scale = 1.0 / math.sqrt(width)
         query_weight = self.query.weight.view(heads, width, -1)  # [H, d, Dq]
-        folded_keys = torch.einsum("hdq,bthd->bthq", query_weight, keys) * scale  # [B, T, H, Dq]
+        folded_keys = torch.einsum("hdq,bthd->bhtq", query_weight, keys) * scale  # [B, H, T, Dq]
         key_bias = torch.einsum("hd,bthd->bht", self.query.bias.view(heads, width), keys) * scale  # [B, H, T]
-        if queries.dim() == 2:
-            logits = torch.einsum("nq,bthq->bnht", queries, folded_keys)
-        else:
-            logits = torch.einsum("bnq,bthq->bnht", queries, folded_keys)
-        weights = torch.softmax(logits + key_bias[:, None], dim=-1)  # [B, N, H, T]
+        # [N or B x N, Dq] @ [B, Dq, H * T]: one matrix product, contiguous [B, N, H, T] logits
+        logits = torch.matmul(queries, folded_keys.reshape(batch, heads * count, -1).transpose(1, 2))
+        logits = logits.view(batch, n, heads, count) + key_bias[:, None]
+        weights = torch.softmax(logits, dim=-1)  # [B, N, H, T]
         output_weight = self.output.weight.view(-1, heads, width)  # [Dout, H, d]
         projected_values = torch.einsum("ohd,bthd->bhto", output_weight, values)  # [B, H, T, Dout]
-        output = torch.einsum("bnht,bhto->bno", weights, projected_values) + self.output.bias
+        output = torch.bmm(
+            weights.view(batch, n, heads * count), projected_values.reshape(batch, heads * count, -1)
+        )
+        output = output + self.output.bias
         return output, weights

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from avatar.errors import AvatarError
 from avatar.model.deformation import (
     DeformationConfig,
     DeformationField,
@@ -33,7 +34,10 @@ class TalkingHead(nn.Module):
         config: the deformation field's sizes
         audio_enabled: False zeroes the audio token (the no-audio ablation)
         bounds: the deformation's hash-grid box ([3], [3]); default `padded_bounds` of the Gaussians' means
-        hash_grid_backend: "auto", "torch" or "tcnn"
+        hash_grid_backend: "auto", "torch" or "tcnn" ("auto": tiny-cuda-nn when built on a CUDA device with
+            tinycudann installed, else the PyTorch grid)
+        device: where to build the module (the Gaussians are moved there); default the Gaussians' device.
+            Build on the training device rather than moving the module later, so "auto" can pick tiny-cuda-nn.
     """
 
     def __init__(
@@ -44,8 +48,11 @@ class TalkingHead(nn.Module):
         audio_enabled: bool = True,
         bounds: tuple[Tensor, Tensor] | None = None,
         hash_grid_backend: str = "auto",
+        device: torch.device | str | None = None,
     ):
         super().__init__()
+        if device is not None:
+            gaussians = gaussians.to(device)
         device = gaussians.means.device
         if bounds is None:
             bounds = padded_bounds(gaussians.means)
@@ -103,19 +110,19 @@ class TalkingHead(nn.Module):
     ) -> TalkingHead:
         """A module shaped as `config` describes, ready for `load_state_dict`."""
         if config.get("version") != CONFIG_VERSION:
-            raise ValueError(
-                f"talking-head config version {config.get('version')}, expected {CONFIG_VERSION}"
+            raise AvatarError(
+                f"the checkpoint's model config has version {config.get('version')}, "
+                f"this splat-avatar reads version {CONFIG_VERSION}",
+                fix="Re-run `avatar fit` with this version of splat-avatar",
             )
-        placeholder = (
-            torch.tensor([0.0, 0.0, 0.0]),
-            torch.tensor([1.0, 1.0, 1.0]),
-        )  # replaced by the state dict
+        placeholder = (torch.zeros(3), torch.ones(3))  # the bounds are buffers: the state dict replaces them
         return TalkingHead(
             CanonicalGaussians.empty(int(config["num_gaussians"]), device=device),
             DeformationConfig.from_dict(config["deformation"]),
             audio_enabled=bool(config["audio_enabled"]),
             bounds=placeholder,
             hash_grid_backend=hash_grid_backend,
+            device=device,
         )
 
 

@@ -104,10 +104,37 @@ def _check_shapes(
         raise ValueError(f"background has shape {tuple(background.shape)}, expected {expected_text}")
 
 
+def _rasterize_cuda(*args) -> RenderOutput:
+    from cuda_ext.rasterize import rasterize_cuda  # builds the kernels on first use
+
+    return rasterize_cuda(*args)
+
+
+def _rasterize_gsplat(*args) -> RenderOutput:
+    from cuda_ext.gsplat_backend import rasterize_gsplat
+
+    return rasterize_gsplat(*args)
+
+
+def _rasterize_auto(*args) -> RenderOutput:
+    from cuda_ext.backend_choice import auto_rasterizer_backend
+
+    means, quats, scales, opacities, colors, viewmat, K, _, _, background = args[:10]
+    return _BACKENDS[
+        auto_rasterizer_backend(means, quats, scales, opacities, colors, viewmat, K, background)
+    ](*args)
+
+
 # name -> fn(means, quats, scales, opacities, colors, viewmat, K, width, height, background, near_plane,
 # far_plane, eps2d) -> RenderOutput, with the conventions of `rasterize`. A backend that needs something
-# missing on this machine (a GPU, a compiled extension, gsplat) raises AvatarError when called.
-_BACKENDS: dict[str, Callable[..., RenderOutput]] = {"torch": _rasterize_torch}
+# missing on this machine (a GPU, a compiled extension, gsplat) raises AvatarError when called; "auto" picks
+# cuda, else gsplat, else torch for the inputs at hand (cuda_ext.backend_choice).
+_BACKENDS: dict[str, Callable[..., RenderOutput]] = {
+    "torch": _rasterize_torch,
+    "cuda": _rasterize_cuda,
+    "gsplat": _rasterize_gsplat,
+    "auto": _rasterize_auto,
+}
 
 
 def rasterize(
@@ -133,6 +160,10 @@ def rasterize(
     centre at (col + 0.5, row + 0.5) in the coordinates of K. Projection and binning follow gsplat
     (avatar.render.projection, avatar.render.tiles), compositing the original 3DGS kernel
     (avatar.render.rasterize_torch). Gaussians with opacity < 1/255 are drawn nowhere but keep their radius.
+
+    backend: "torch" (any device and dtype), "cuda" (cuda_ext's kernels: float32 on a GPU, not differentiable
+    w.r.t. K), "gsplat" (gsplat's kernels; alpha capped at 0.999, see cuda_ext.gsplat_backend) or "auto"
+    (cuda, else gsplat, else torch: the first that can render the inputs).
     """
     _check_shapes(means, quats, scales, opacities, colors, viewmat, K, width, height, background)
     if backend not in _BACKENDS:

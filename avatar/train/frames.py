@@ -31,7 +31,13 @@ class TrainingFrames:
     rendered over the plate can match it exactly."""
 
     def __init__(
-        self, dataset: Dataset, indices: np.ndarray, window: HeadWindow, resolution: int, *, progress: bool = True
+        self,
+        dataset: Dataset,
+        indices: np.ndarray,
+        window: HeadWindow,
+        resolution: int,
+        *,
+        progress: bool = True,
     ):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.resolution = resolution
@@ -41,7 +47,9 @@ class TrainingFrames:
         self.mouths = np.zeros((count, resolution, resolution), np.uint8)
         background = window.cut(dataset.background(), resolution)
         landmarks = dataset.tracking.landmarks
-        iterator = tqdm(enumerate(self.indices), total=count, desc="fit: load frames", leave=False, disable=not progress)
+        iterator = tqdm(
+            enumerate(self.indices), total=count, desc="fit: load frames", leave=False, disable=not progress
+        )
         for row, index in iterator:
             frame = window.cut(dataset.frame(int(index)), resolution)
             head = window.cut(dataset.masks(int(index))[..., 1], resolution, interpolation=1) > 127
