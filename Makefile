@@ -24,6 +24,9 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
+cuda-check: install
+	$(BIN)/python scripts/check_cuda_sources.py
+
 lint: install
 	$(BIN)/python -m ruff check . && $(BIN)/python -m ruff format --check .
 

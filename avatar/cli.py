@@ -25,10 +25,15 @@ class SampleCommand:
 
 @dataclass
 class DemoCommand:
-    """Run the whole pipeline on the built-in sample: generate it, then capture it."""
+    """The whole pipeline on the built-in sample: generate it, capture it, fit the tiny preset, drive it with
+    new synthetic speech."""
 
     out: Path = Path("out/demo")
-    """Working directory of the demo."""
+    """Working directory of the demo (re-running it finishes or reuses what is there)."""
+    steps: int | None = None
+    """Fit steps; default: the tiny preset's."""
+    progress: bool = True
+    """Show progress bars."""
 
 
 def _run_sample(command: SampleCommand) -> None:
@@ -58,12 +63,34 @@ def _print_capture_report(out: Path, report: dict) -> None:
 
 
 def _run_demo(command: DemoCommand) -> None:
+    from avatar.media.audio_io import save_wav
     from avatar.sample_clip import make_sample_clip
+    from avatar.speech_synth import synthesize_speech
+    from avatar.train.checkpoint import has_checkpoint
+    from avatar.train.config import FitConfig
+    from avatar.video_render import RenderConfig
     from capture.config import CaptureConfig
 
     clip = make_sample_clip(command.out / "sample")
     print(f"sample clip: {clip.video}")
-    _run_capture(CaptureConfig(video=clip.video, out=command.out / "dataset"))
+    dataset = command.out / "dataset"
+    _run_capture(CaptureConfig(video=clip.video, out=dataset))
+    run = command.out / "run"
+    _run_fit(
+        FitConfig(
+            dataset=dataset,
+            out=run,
+            preset="tiny",
+            steps=command.steps,
+            resume=has_checkpoint(run),
+            progress=command.progress,
+        )
+    )
+    speech = command.out / "new_speech.wav"
+    save_wav(speech, synthesize_speech(8.0, 16000, seed=7).audio, 16000)
+    _run_render(
+        RenderConfig(run=run, audio=speech, out=command.out / "driven.mp4", progress=command.progress)
+    )
 
 
 def _run_fit(config) -> None:

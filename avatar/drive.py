@@ -127,6 +127,5 @@ def load_fitted(
             path=dataset_path,
             fix="Pass the dataset the run was fitted to",
         )
-    chosen = "torch" if backend == "auto" else backend
-    driver = HeadDriver(model, np.asarray(run["intrinsics_window"]), int(run["resolution"]), chosen)
+    driver = HeadDriver(model, np.asarray(run["intrinsics_window"]), int(run["resolution"]), backend)
     return FittedHead(driver, run, step, opened, HeadWindow.from_dict(run["window"]))

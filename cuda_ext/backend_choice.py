@@ -19,7 +19,7 @@ def auto_rasterizer_backend(
     K: Tensor,
     background: Tensor | None = None,
 ) -> str:
-    """"cuda" when this package's kernels can render the inputs (building them on first use), else "gsplat"
+    """ "cuda" when this package's kernels can render the inputs (building them on first use), else "gsplat"
     when gsplat can, else "torch" (CPU tensors, float64, a gradient w.r.t. K, no GPU or toolkit, ...)."""
     inputs = (means, quats, scales, opacities, colors, viewmat, K, background)
     if cuda_rasterize.unsupported_reason(*inputs) is None:

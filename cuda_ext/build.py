@@ -105,7 +105,9 @@ def gpu_architecture(device: torch.device | int | None = None) -> str:
 
 
 def _nvcc_version(home: Path) -> str:
-    result = subprocess.run([str(home / "bin" / "nvcc"), "--version"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(home / "bin" / "nvcc"), "--version"], capture_output=True, text=True, check=False
+    )
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "unknown nvcc"
 
 

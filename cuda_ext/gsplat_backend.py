@@ -43,7 +43,9 @@ def unsupported_reason(
         return f"gsplat does not import ({type(error).__name__}: {error})"
     if not torch.cuda.is_available():
         return "CUDA is not available to torch"
-    tensors = [means, quats, scales, opacities, colors, viewmat, K] + ([] if background is None else [background])
+    tensors = [means, quats, scales, opacities, colors, viewmat, K] + (
+        [] if background is None else [background]
+    )
     if means.device.type != "cuda":
         return f"the inputs are on {means.device}, not on a CUDA device"
     if any(tensor.device != means.device for tensor in tensors):

@@ -46,7 +46,12 @@ class _HashGridCudaFunction(torch.autograd.Function):
         ctx.positions_dtype = positions.dtype
         ctx.save_for_backward(work, params)
         return load_extension().hash_grid_forward(
-            work, params, scales, info, config.n_features_per_level, INTERPOLATIONS.index(config.interpolation)
+            work,
+            params,
+            scales,
+            info,
+            config.n_features_per_level,
+            INTERPOLATIONS.index(config.interpolation),
         )
 
     @staticmethod
@@ -93,7 +98,9 @@ def hash_grid_encode_cuda(positions: Tensor, params: Tensor | list[Tensor], conf
     if not positions.is_floating_point():
         raise ValueError(f"positions must be floating point, got {positions.dtype}")
     if params.device.type != "cuda" or positions.device != params.device:
-        raise ValueError(f"params and positions must be on one CUDA device, got {params.device}, {positions.device}")
+        raise ValueError(
+            f"params and positions must be on one CUDA device, got {params.device}, {positions.device}"
+        )
     batch_shape = positions.shape[:-1]
     flat = positions.reshape(-1, N_POS_DIMS).clamp(0.0, 1.0)
     features = _HashGridCudaFunction.apply(flat, params.contiguous(), config)

@@ -240,7 +240,9 @@ def unsupported_reason(
     background: Tensor | None = None,
 ) -> str | None:
     """Why the cuda backend cannot render these inputs (checked without compiling), or None."""
-    tensors = [means, quats, scales, opacities, colors, viewmat, K] + ([] if background is None else [background])
+    tensors = [means, quats, scales, opacities, colors, viewmat, K] + (
+        [] if background is None else [background]
+    )
     if means.device.type != "cuda":
         return f"the inputs are on {means.device}, not on a CUDA device"
     if any(tensor.device != means.device for tensor in tensors):
@@ -278,7 +280,16 @@ def rasterize_cuda(
         raise AvatarError(f"the cuda rasterizer cannot render this: {reason}", fix=_FALLBACK)
     load_extension()
     means2d, conics, depths, radii, cov2d = project_gaussians_cuda(
-        means, quats, scales, viewmat, K, width, height, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d
+        means,
+        quats,
+        scales,
+        viewmat,
+        K,
+        width,
+        height,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        eps2d=eps2d,
     )
     bins = intersect_tiles_cuda(means2d, radii, depths, cov2d, opacities, width, height)
     features = torch.cat([colors, depths[:, None]], dim=1)

@@ -44,3 +44,21 @@ def sample_dataset(tmp_path_factory, sample_clip):
     out = tmp_path_factory.mktemp("sample_dataset") / "dataset"
     report = run_capture(CaptureConfig(video=sample_clip.video, out=out))
     return out, report
+
+
+@pytest.fixture(scope="session")
+def sample_runs(tmp_path_factory, sample_dataset):
+    """The tiny preset fitted to the sample, with audio and with the audio tokens zeroed, and both evaluated."""
+    from avatar.evaluate import EvalConfig, evaluate
+    from avatar.train.config import FitConfig
+    from avatar.train.trainer import run_fit
+
+    root = tmp_path_factory.mktemp("runs")
+    dataset, _ = sample_dataset
+    results = {}
+    for name, audio in (("audio", True), ("no_audio", False)):
+        out = root / name
+        run_fit(FitConfig(dataset=dataset, out=out, preset="tiny", audio=audio, device="cpu", progress=False))
+        metrics = evaluate(EvalConfig(run=out, json=out / "eval.json", device="cpu", progress=False))
+        results[name] = (out, metrics)
+    return results

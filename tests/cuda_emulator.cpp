@@ -6,7 +6,9 @@
 // __syncthreads and the warp intrinsics switch to the next fiber and resume a barrier's fibers once all of them
 // (the block's or the warp's 32) have arrived; a barrier that can never complete is reported as a deadlock.
 // __shared__ variables become function statics, which the block's fibers share. Atomics are plain updates (one
-// OS thread). Math is the host's (glibc expf/logf differ from CUDA's by an ulp or two).
+// OS thread). Math is the host's (glibc expf/logf differ from CUDA's by an ulp or two). Linux (glibc) only.
+// Fibers switch stacks with _setjmp/_longjmp; glibc's fortified longjmp rejects jumps onto another stack.
+#undef _FORTIFY_SOURCE
 #include <setjmp.h>
 #include <ucontext.h>
 

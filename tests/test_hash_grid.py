@@ -377,7 +377,7 @@ def test_make_hash_grid_falls_back_to_torch_and_explains_missing_tcnn(monkeypatc
     with pytest.raises(AvatarError, match="CUDA only"):
         make_hash_grid(config, "tcnn", device="cpu")
     with pytest.raises(AvatarError, match="unknown hash-grid backend"):
-        make_hash_grid(config, "cuda")
+        make_hash_grid(config, "no-such-backend")
 
 
 def test_tcnn_backend_wraps_tinycudann_encoding(monkeypatch):

@@ -74,8 +74,8 @@ PRESETS: dict[str, TrainSettings] = {
     "tiny": TrainSettings(
         deformation_preset="tiny",
         resolution=128,
-        steps_canonical=500,
-        steps_audio=900,
+        steps_canonical=400,
+        steps_audio=800,
         steps_mouth=300,
         initial_gaussians=4000,
         max_gaussians=12000,

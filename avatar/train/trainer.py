@@ -75,9 +75,7 @@ class FitRun:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.dataset = Dataset(config.dataset)
-        self.backend = "torch" if config.backend == "auto" and self.device.type == "cpu" else config.backend
-        if self.backend == "auto":
-            self.backend = "torch"
+        self.backend = config.backend
 
     # ---- set-up -----------------------------------------------------------------------------------------
     def _check_out(self) -> None:
@@ -143,9 +141,12 @@ class FitRun:
             )
         )
         model = TalkingHead(
-            gaussians, DeformationConfig.preset(settings.deformation_preset), audio_enabled=self.config.audio
+            gaussians.to(self.device),
+            DeformationConfig.preset(settings.deformation_preset),
+            audio_enabled=self.config.audio,
+            device=self.device,
         )
-        return model.to(self.device)
+        return model
 
     def _optimizer(self, model: TalkingHead, settings: TrainSettings, extent: float) -> torch.optim.Adam:
         params = model.gaussians.parameters_by_name()
@@ -322,7 +323,7 @@ class FitRun:
                     and done % settings.opacity_reset_every == 0
                     and done < densify_until
                 ):
-                    reset_opacity(model.gaussians)
+                    reset_opacity(model.gaussians, optimizer=optimizer)
                 if val is not None and (done % settings.val_every == 0 or done == total):
                     val_psnr = self._validate(model, val, signals, stage, K, resolution, background)
                 row = {name: float(value.detach()) for name, value in losses.items()}

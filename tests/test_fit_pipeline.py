@@ -1,0 +1,147 @@
+"""`avatar fit`, `render`, `eval` and `demo` end to end on the built-in sample."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from avatar.cli import main
+from avatar.errors import AvatarError
+from avatar.landmark_metrics import FaceMeshRunner, mouth_opening
+from avatar.media.audio_io import save_wav
+from avatar.speech_synth import synthesize_speech
+from avatar.train.checkpoint import load_checkpoint
+from avatar.train.config import FitConfig
+from avatar.train.trainer import run_fit
+from avatar.video_render import RenderConfig, render_video
+from tests.media import read_frames, write_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_model_follows_audio_on_held_out_frames(sample_runs):
+    _, with_audio = sample_runs["audio"]
+    _, without_audio = sample_runs["no_audio"]
+    assert with_audio["mouth_open_correlation"] >= 0.6, with_audio
+    assert with_audio["psnr_mouth"] >= without_audio["psnr_mouth"] + 1.0, (with_audio, without_audio)
+    for key in ("psnr", "ssim", "psnr_head_box", "ssim_head_box", "lmd_px", "render_fps"):
+        assert np.isfinite(with_audio[key])
+    assert Path(with_audio["video"]).is_file() and Path(with_audio["plot"]).is_file()
+
+
+def _mouth_openings(video: Path) -> np.ndarray:
+    with FaceMeshRunner() as runner:
+        values = [runner.landmarks(frame) for frame in read_frames(video)]
+    return np.array([np.nan if points is None else mouth_opening(points) for points in values])
+
+
+@pytest.mark.slow
+def test_render_matches_audio_length_and_silence_keeps_mouth_closed(sample_runs, tmp_path):
+    run, _ = sample_runs["audio"]
+    speech = tmp_path / "speech.flac"
+    with av.open(str(speech), "w") as container:  # a 44.1 kHz stereo flac: resampled and downmixed
+        stream = container.add_stream("flac", rate=44100)
+        stream.layout = "stereo"
+        audio = synthesize_speech(3.0, 44100, seed=3).audio
+        samples = (np.stack([audio, audio]) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = 44100
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    silence = tmp_path / "silence.wav"
+    save_wav(silence, np.zeros(16000 * 3, np.float32), 16000)
+    speaking = render_video(RenderConfig(run=run, audio=speech, out=tmp_path / "speech.mp4", progress=False))
+    silent = render_video(RenderConfig(run=run, audio=silence, out=tmp_path / "silence.mp4", progress=False))
+    assert speaking["frames"] == silent["frames"] == 75
+    with av.open(str(tmp_path / "speech.mp4")) as container:
+        assert container.streams.video[0].frames == 75
+        audio_stream = container.streams.audio[0]
+        assert abs(float(audio_stream.duration * audio_stream.time_base) - 3.0) < 0.1
+    open_speaking = _mouth_openings(tmp_path / "speech.mp4")
+    open_silent = _mouth_openings(tmp_path / "silence.mp4")
+    assert np.nanmax(open_silent) < 0.5 * np.nanmax(open_speaking)
+    assert np.nanstd(open_speaking) > 2 * np.nanstd(open_silent)
+
+
+@pytest.mark.slow
+def test_render_errors_name_the_file(sample_runs, tmp_path, capsys):
+    run, _ = sample_runs["audio"]
+    silent_video = write_video(tmp_path / "no_audio.mp4", np.zeros((10, 32, 32, 3), np.uint8))
+    assert main(["render", str(run), "--audio", str(silent_video), "--out", str(tmp_path / "x.mp4")]) == 2
+    error = capsys.readouterr().err
+    assert str(silent_video) in error and "no audio" in error
+    assert not (tmp_path / "x.mp4").exists()
+    broken = tmp_path / "broken_run"
+    shutil.copytree(run, broken)
+    for tensors in broken.glob("checkpoint_*.safetensors"):
+        tensors.write_bytes(tensors.read_bytes()[:100])
+    assert main(["render", str(broken), "--audio", str(silent_video), "--out", str(tmp_path / "y.mp4")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert (
+        main(["render", str(tmp_path), "--audio", str(silent_video), "--out", str(tmp_path / "z.mp4")]) == 2
+    )
+    assert "not an `avatar fit` run" in capsys.readouterr().err
+
+
+def test_dataset_of_another_format_version_is_refused(sample_dataset, tmp_path):
+    dataset, _ = sample_dataset
+    copy = tmp_path / "old_dataset"
+    shutil.copytree(dataset, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    manifest["version"] = 99
+    (copy / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(AvatarError, match="format version 99"):
+        run_fit(FitConfig(dataset=copy, out=tmp_path / "run", preset="tiny", progress=False))
+
+
+@pytest.mark.slow
+def test_killed_fit_resumes_to_the_same_step_count(sample_dataset, tmp_path):
+    dataset, _ = sample_dataset
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "avatar", "fit", str(dataset), "--out", str(out), "--preset", "tiny"]
+    command += ["--steps", "120", "--resolution", "48", "--device", "cpu", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while (
+        time.time() < deadline and not list(out.glob("checkpoint_*.safetensors")) and process.poll() is None
+    ):
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = load_checkpoint(out)
+    assert 0 < first.step < 120 and not first.meta["finished"]
+    result = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    final = load_checkpoint(out)
+    assert final.step == 120 and final.meta["finished"]
+    with open(out / "train_log.csv") as file:
+        steps = [int(row["step"]) for row in csv.DictReader(file)]
+    assert steps[-1] == 120 and steps == sorted(steps)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "30", "--no-progress"]) == 0
+    output = capsys.readouterr().out
+    assert "video:" in output
+    video = tmp_path / "demo" / "driven.mp4"
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].frames == 200 and container.streams.audio

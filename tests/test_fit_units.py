@@ -1,0 +1,99 @@
+"""Fast tests of the fitting pieces: checkpoints, schedules, the head window, compositing, pose loops."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avatar.composite import head_over, torso_over_background
+from avatar.errors import AvatarError
+from avatar.head_window import HeadWindow
+from avatar.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from avatar.train.config import PRESETS, FitConfig
+from avatar.video_render import pingpong
+
+
+def test_checkpoint_round_trip_keeps_previous_and_drops_older(tmp_path):
+    for step in (10, 20, 30):
+        save_checkpoint(tmp_path, step, {"w": torch.full((3,), float(step))}, {"note": step})
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*.safetensors")) == [
+        "checkpoint_0000020.safetensors",
+        "checkpoint_0000030.safetensors",
+    ]
+    checkpoint = load_checkpoint(tmp_path)
+    assert checkpoint.step == 30 and checkpoint.meta == {"note": 30}
+    assert torch.equal(checkpoint.tensors["w"], torch.full((3,), 30.0))
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(AvatarError, match="no checkpoint"):
+        load_checkpoint(tmp_path)
+    path = save_checkpoint(tmp_path, 5, {"w": torch.arange(1000.0)}, {})
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(AvatarError, match="corrupt"):
+        load_checkpoint(tmp_path)
+    path.unlink()
+    with pytest.raises(AvatarError, match="missing"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "checkpoint.json").write_text("{not json")
+    assert has_checkpoint(tmp_path)
+    with pytest.raises(AvatarError, match="unreadable"):
+        load_checkpoint(tmp_path)
+
+
+def test_schedule_scaling_keeps_stage_proportions():
+    tiny = PRESETS["tiny"]
+    scaled = tiny.scaled_to(tiny.total_steps // 10)
+    assert scaled.total_steps == tiny.total_steps // 10
+    assert abs(scaled.steps_canonical - tiny.steps_canonical / 10) <= 1
+    assert [scaled.stage(s) for s in (0, scaled.steps_canonical, scaled.total_steps - 1)] == [
+        "canonical",
+        "audio",
+        "mouth",
+    ]
+    config = FitConfig(dataset=".", out=".", preset="tiny", steps=50, resolution=64)
+    assert config.settings().total_steps == 50 and config.settings().resolution == 64
+    assert json.loads(json.dumps(config.to_dict()))["preset"] == "tiny"
+
+
+def test_head_window_intrinsics_map_crop_pixels_to_window_pixels():
+    K = np.array([[500.0, 0, 256], [0, 500, 256], [0, 0, 1]])
+    window = HeadWindow(100, 50, 200)
+    Kw = window.intrinsics(K, 100)
+    point = np.array([0.02, -0.03, 0.5])
+    crop = (K @ point)[:2] / point[2]
+    win = (Kw @ point)[:2] / point[2]
+    assert np.allclose(win, (crop - [100, 50]) * 0.5)
+    image = np.arange(512 * 512 * 3, dtype=np.uint8).reshape(512, 512, 3)
+    assert window.cut(image, 200).shape == (200, 200, 3)
+    assert np.array_equal(window.cut(image, 200), image[50:250, 100:300])
+
+
+def test_compositor_puts_head_over_torso_over_background():
+    size = 64
+    frame = np.full((size, size, 3), 200, np.uint8)
+    background = np.full((size, size, 3), 10, np.uint8)
+    masks = np.zeros((size, size, 4), np.uint8)
+    masks[40:, :, 2] = 255  # torso at the bottom
+    base = torso_over_background(frame, masks, background, feather_px=0)
+    assert np.allclose(base[50, 5], 200 / 255) and np.allclose(base[5, 5], 10 / 255)
+    window = HeadWindow(16, 0, 32)
+    head_rgb = np.zeros((16, 16, 3), np.float32)
+    head_alpha = np.zeros((16, 16, 1), np.float32)
+    head_rgb[4:12, 4:12] = 1.0
+    head_alpha[4:12, 4:12] = 1.0
+    out = head_over(base, head_rgb, head_alpha, window)
+    assert np.allclose(out[16, 32], 1.0)  # head, resampled to the window's 32 px
+    assert np.allclose(out[2, 2], 10 / 255) and np.allclose(out[60, 60], 200 / 255)
+
+
+def test_pingpong_runs_back_and_forth_without_jumps():
+    frames = np.array([3, 4, 5, 6])
+    assert pingpong(frames, 10).tolist() == [3, 4, 5, 6, 5, 4, 3, 4, 5, 6]
+    assert pingpong(np.array([7]), 3).tolist() == [7, 7, 7]
