@@ -20,6 +20,9 @@ Conventions (all fixed, so features of new audio at render time match the featur
   s_i = round((i + 0.5) / fps * sample_rate / hop - W / 2), halves rounded up. At 25 fps with the defaults
   s_i = 2 i - 7, so the frame's own two steps 2 i and 2 i + 1 are window positions W / 2 - 1 and W / 2 and
   the window spans 160 ms before and after the frame's centre. Steps outside the clip take the silence value.
+- Loudness: `audio_features_for_frames` first scales the clip so that its speech (the 20 ms blocks within
+  30 dB of its loud blocks) sits at `speech_level_dbfs` RMS, so a quiet phone recording and a loud studio
+  file drive the model alike. Digital silence stays silence.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class AudioFeatureConfig:
     log_floor: float = 1e-5
     log_offset: float = -5.0
     log_scale: float = 4.0
+    speech_level_dbfs: float | None = -23.0  # loudness of the speech after `normalize_speech_level`; None: as is
 
     def __post_init__(self) -> None:
         if not 0 < self.win_length <= self.n_fft:
@@ -167,6 +171,26 @@ def frame_audio_windows(
     return padded[starts[:, None] + pad_before + np.arange(width)]
 
 
+def normalize_speech_level(audio: np.ndarray, config: AudioFeatureConfig) -> np.ndarray:
+    """[S] -> [S]: the clip scaled so that its active blocks have `config.speech_level_dbfs` RMS (gain limited
+    to +-30 dB); unchanged when the level is None or the clip has no block above -70 dBFS."""
+    if config.speech_level_dbfs is None or len(audio) == 0:
+        return audio
+    block = config.hop_length
+    count = len(audio) // block
+    if count == 0:
+        return audio
+    blocks = audio[: count * block].astype(np.float64).reshape(count, block)
+    level = 10 * np.log10(np.mean(blocks**2, axis=1) + 1e-20)
+    loud = np.percentile(level, 95)
+    active = (level > loud - 30.0) & (level > -70.0)
+    if not active.any():
+        return audio
+    speech_db = 10 * np.log10(np.mean(blocks[active] ** 2))
+    gain_db = float(np.clip(config.speech_level_dbfs - speech_db, -30.0, 30.0))
+    return (audio * 10 ** (gain_db / 20)).astype(np.float32)
+
+
 def audio_features_for_frames(
     audio: np.ndarray, num_frames: int, fps: float, config: AudioFeatureConfig = AudioFeatureConfig()
 ) -> np.ndarray:
@@ -177,6 +201,7 @@ def audio_features_for_frames(
     Returns:
         windows: np.ndarray  # [num_frames, window_steps, n_mels] float32
     """
+    audio = normalize_speech_level(np.asarray(audio, dtype=np.float32), config)
     return frame_audio_windows(log_mel_spectrogram(audio, config), num_frames, fps, config)
 
 

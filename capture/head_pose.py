@@ -85,7 +85,7 @@ _MIRROR_PAIRS = (
 _EYE_OUTER = (33, 263)
 _GLABELLA, _SUBNASALE = 9, 2
 
-_FIT_FRAMES = 240  # frames subsampled for the focal search and the canonical shape
+_FIT_FRAMES = 120  # frames subsampled for the focal search and the canonical shape
 _MIN_FOCAL_FRAMES = 25  # fewer valid frames: the default focal is used
 _GRID_POINTS = 7
 _GRID_ITERATIONS = 10  # bundle adjustment iterations per focal of the coarse grid

@@ -32,7 +32,7 @@ from capture.config import CaptureConfig
 from capture.crop import SquareCrop, choose_crop
 from capture.face_regions import face_hull, segment_masks
 from capture.face_track import describe_frames, fill_gaps, select_largest_track
-from capture.head_pose import fit_head_pose
+from capture.head_pose import DEFAULT_FOV_DEG, fit_head_pose
 from capture.preview import contact_sheet
 from capture.signals import face_signals
 from capture.video_source import VideoInfo, iter_frames, probe_video, sample_frames
@@ -183,6 +183,7 @@ class CaptureRun:
             "fps": config.fps,
             "size": config.size,
             "focal_px": solve["focal_px"],
+            "focal_estimated": solve["focal_estimated"],
             "reprojection_error_px": solve["reprojection_error_px"],
             "reprojection_error_px_max": solve["reprojection_error_px_max"],
             "blinks": solve["blinks"],
@@ -329,6 +330,11 @@ class CaptureRun:
         pose = fit_head_pose(
             track.landmarks, track.valid, config.size, smoothing_sigma_frames=config.pose_smoothing_frames
         )
+        if not pose.focal_estimated:
+            warnings.append(
+                f"the clip does not constrain the focal length: a {pose.focal_px:.0f} px focal ({DEFAULT_FOV_DEG:.0f} "
+                "degree field of view of the crop) is assumed; a few seconds of slow head turning fixes that"
+            )
         signals = face_signals(track.landmarks, track.valid)
         tracking = Tracking(
             landmarks=track.landmarks.astype(np.float32),
@@ -352,6 +358,7 @@ class CaptureRun:
             "frames_missing": int(missing.sum()),
             "multi_face_frames": len(multi),
             "focal_px": float(pose.focal_px),
+            "focal_estimated": bool(pose.focal_estimated),
             "reprojection_error_px": float(np.mean(errors)),
             "reprojection_error_px_max": float(np.max(errors)),
             "blinks": len(signals.blink_centers),

@@ -189,13 +189,26 @@ def test_steps_before_the_clip_are_silence_at_25fps():
 def test_a_longer_clip_gives_the_same_first_frames(fps):
     long_audio = _speech_like(4.0, seed=3)
     short_audio = long_audio[: 2 * RATE]
-    long = audio_features_for_frames(long_audio, num_video_frames(long_audio.size, RATE, fps), fps)
-    short = audio_features_for_frames(short_audio, num_video_frames(short_audio.size, RATE, fps), fps)
+    as_is = AudioFeatureConfig(speech_level_dbfs=None)  # the loudness normalisation looks at the whole clip
+    long = audio_features_for_frames(long_audio, num_video_frames(long_audio.size, RATE, fps), fps, as_is)
+    short = audio_features_for_frames(short_audio, num_video_frames(short_audio.size, RATE, fps), fps, as_is)
     assert short.shape[0] == int(2 * fps)
     # Frames whose windows (plus the STFT's reach of n_fft / 2) end before the cut see the same audio.
     unaffected = int((2.0 - (8 * 320 + 256 + 320) / RATE) * fps) - 1
     np.testing.assert_array_equal(short[:unaffected], long[:unaffected])
     assert not np.array_equal(short[-1], long[short.shape[0] - 1])  # and the cut does show at the end
+
+
+def test_loudness_is_normalised_and_silence_stays_silent():
+    speech = _speech_like(3.0, seed=5)
+    loud = audio_features_for_frames(speech, 75, 25.0)
+    quiet = audio_features_for_frames(0.05 * speech, 75, 25.0)
+    np.testing.assert_allclose(quiet, loud, atol=1e-4)
+    raw_loud = audio_features_for_frames(speech, 75, 25.0, AudioFeatureConfig(speech_level_dbfs=None))
+    raw_quiet = audio_features_for_frames(0.05 * speech, 75, 25.0, AudioFeatureConfig(speech_level_dbfs=None))
+    assert np.abs(raw_loud - raw_quiet).max() > 1.0
+    silence = audio_features_for_frames(np.zeros(3 * RATE, np.float32), 75, 25.0)
+    np.testing.assert_array_equal(silence, silence_feature_value(CONFIG))
 
 
 def test_frame_audio_windows_takes_precomputed_features():
