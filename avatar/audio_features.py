@@ -48,7 +48,9 @@ class AudioFeatureConfig:
     log_floor: float = 1e-5
     log_offset: float = -5.0
     log_scale: float = 4.0
-    speech_level_dbfs: float | None = -23.0  # loudness of the speech after `normalize_speech_level`; None: as is
+    speech_level_dbfs: (
+        float | None
+    ) = -23.0  # loudness of the speech after `normalize_speech_level`; None: as is
 
     def __post_init__(self) -> None:
         if not 0 < self.win_length <= self.n_fft:

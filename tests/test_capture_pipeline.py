@@ -7,11 +7,11 @@ import json
 import cv2
 import numpy as np
 import pytest
-from avatar.sample_clip import load_sample_ground_truth
 
 from avatar.cli import main
 from avatar.dataset import Dataset
 from avatar.errors import AvatarError
+from avatar.sample_clip import load_sample_ground_truth
 from capture import mediapipe_models as models
 from capture import pipeline
 from capture.config import CaptureConfig
