@@ -23,7 +23,7 @@ from avatar.model.deformation import DeformationConfig
 from avatar.model.densify import DensifyState, densify_and_prune, remap_adam_state, reset_opacity
 from avatar.model.head_init import colors_from_frame, init_head_gaussians
 from avatar.model.talking_head import TalkingHead, frame_conditions
-from avatar.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from avatar.train.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from avatar.train.config import FitConfig, TrainSettings, settings_from_dict
 from avatar.train.frames import TargetFrame, TrainingFrames
 
@@ -57,14 +57,17 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Talki
     """-> (model with the latest checkpoint's weights, run.json, checkpoint step)."""
     run = read_run(run_dir)
     checkpoint = load_checkpoint(run_dir, device)
+    return model_from_checkpoint(checkpoint, device), run, checkpoint.step
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, device: torch.device | str) -> TalkingHead:
+    """The talking head shaped and weighted as the checkpoint's `model.*` tensors say."""
     model = TalkingHead.from_config(checkpoint.meta["model"], device=device)
-    state = {
-        name[len("model.") :]: value
-        for name, value in checkpoint.tensors.items()
-        if name.startswith("model.")
-    }
-    model.load_state_dict(state)
-    return model.to(device), run, checkpoint.step
+    prefix = "model."
+    model.load_state_dict(
+        {name[len(prefix) :]: value for name, value in checkpoint.tensors.items() if name.startswith(prefix)}
+    )
+    return model.to(device)
 
 
 class FitRun:
@@ -195,10 +198,7 @@ class FitRun:
 
     def _restore(self, settings: TrainSettings):
         checkpoint = load_checkpoint(self.out, self.device)
-        model = TalkingHead.from_config(checkpoint.meta["model"], device=self.device)
-        state = {k[len("model.") :]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")}
-        model.load_state_dict(state)
-        model.to(self.device)
+        model = model_from_checkpoint(checkpoint, self.device)
         optimizer = self._optimizer(model, settings, self._extent(model))
         for index, group in enumerate(optimizer.param_groups):
             group["lr"] = checkpoint.meta["learning_rates"][index]
