@@ -99,7 +99,8 @@ def _run_fit(config) -> None:
     summary = run_fit(config)
     print(
         f"run: {summary['run']}\n  {summary['steps']} steps in {summary['seconds']:.0f} s, "
-        f"{summary['gaussians']} Gaussians, held-out PSNR {summary['val_psnr']:.2f} dB"
+        f"{summary['gaussians']} Gaussians, held-out PSNR {summary['val_psnr']:.2f} dB\n"
+        f"  the capture's audio was lined up with its mouth motion by {summary['audio_offset_frames']} frames"
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from avatar.audio_normalization import AudioNormalization, normalize_audio_windows
 from avatar.dataset import Dataset
 from avatar.errors import AvatarError
 from avatar.head_window import HeadWindow
@@ -103,6 +104,10 @@ class FittedHead:
     step: int
     dataset: Dataset
     window: HeadWindow
+
+    def driving_features(self, windows: np.ndarray) -> np.ndarray:
+        """A clip's log-mel windows [F, steps, n_mels] -> the model's inputs, normalised as in training."""
+        return normalize_audio_windows(windows, AudioNormalization.from_dict(self.run["audio_normalization"]))
 
 
 def load_fitted(

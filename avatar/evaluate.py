@@ -14,6 +14,7 @@ import tyro
 from tqdm.auto import tqdm
 
 from avatar.atomic import write_json
+from avatar.audio_sync import shift_frames
 from avatar.composite import head_over, to_uint8, torso_over_background
 from avatar.drive import load_fitted
 from avatar.image_metrics import psnr_from_mse, ssim
@@ -65,7 +66,10 @@ def evaluate(config: EvalConfig) -> dict:
     held_out = dataset.split["val"]
     if len(held_out) == 0:
         raise ValueError("the dataset holds out no frames")
-    features = dataset.audio_features()
+    # the held-out frames' own audio, lined up with their mouths as in training
+    features = shift_frames(
+        fitted.driving_features(dataset.audio_features()), fitted.run["audio_offset_frames"]
+    )
     signals = (features, tracking.eye_openness, tracking.rotations, tracking.translations)
     viewmats = torch.from_numpy(tracking.viewmats).float()
     background = dataset.background()

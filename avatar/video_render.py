@@ -81,7 +81,7 @@ def render_video(config: RenderConfig) -> dict:
         raise AvatarError(
             "the audio is shorter than one video frame", path=config.audio, fix="Pass a longer audio"
         )
-    features = audio_features_for_frames(audio, count, fps, feature_config)
+    features = fitted.driving_features(audio_features_for_frames(audio, count, fps, feature_config))
     tracking = dataset.tracking
     poses = pingpong(np.flatnonzero(tracking.valid), count)
     turn = Rotation.from_euler("y", config.yaw_deg, degrees=True).as_matrix()

@@ -9,11 +9,17 @@ For N canonical Gaussians and a batch of B frames:
                                              null token [Dc], learned (lets a Gaussian attend to nothing)
     SpatialAudioAttention(queries, tokens [B, 4, Dc]) -> [B, N, hidden], weights [B, N, heads, 4]
     head: LeakyReLU(attention + W queries) -> Linear -> LeakyReLU -> Linear (zero-initialised) -> [B, N, 14]
+    mouth motion: audio token --Linear (zero-initialised)--> [B, J, 3] motion of the mouth/jaw landmarks,
+                  carried to the Gaussians near them (`skin_offsets`) and added to the position offsets
 
 The head's first layer sees the attention output and the Gaussian's own features (a concatenation followed by
 one linear layer, computed as a sum so the [N, Dq] part is done once for all B). Its last layer starts at
 zero, so an untrained field returns exactly zero deltas. The 14 outputs, times the config's offset scales,
 are the `Deltas`; `apply_deltas` turns canonical Gaussians and deltas into the frame's Gaussians.
+
+The mouth-motion path gives the audio a direct, supervised way to open the mouth (the fit trains it on the
+tracked landmark motion, see avatar/model/landmark_motion.py); the attention head adds what it does not
+explain. Its landmarks (`mouth_anchors`, [J, 3] in the canonical head) are a buffer, stored in checkpoints.
 
 Canonical means reach the field detached: positions are optimised by the rendering loss through the
 Gaussians themselves, not through the hash grid's (noisy) spatial gradient.
@@ -30,6 +36,7 @@ from torch import Tensor, nn
 from avatar.encoding.hash_grid import HashGridConfig, make_hash_grid
 from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
 from avatar.model.gaussians import GaussianSet
+from avatar.model.landmark_motion import MOUTH_LANDMARKS, skin_offsets
 from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
 TOKEN_NAMES = ("audio", "eye", "view", "null")  # the order of the attention weights' last axis
@@ -62,6 +69,8 @@ class DeformationConfig:
     log_scale_offset_scale: float = 0.1  # scale x e^0.1 per unit output
     opacity_offset_scale: float = 1.0  # logit units per unit output
     color_offset_scale: float = 1.0  # logit units per unit output
+    mouth_motion_scale: float = 0.005  # metres per unit output of the mouth-motion head
+    mouth_skinning_sigma: float = 0.006  # metres: reach of a landmark's motion (`skin_offsets`)
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
@@ -207,6 +216,7 @@ class DeformationField(nn.Module):
         bounds_min: Tensor,
         bounds_max: Tensor,
         *,
+        mouth_anchors: Tensor | None = None,
         audio_enabled: bool = True,
         hash_grid_backend: str = "auto",
         device: torch.device | str | None = None,
@@ -220,6 +230,13 @@ class DeformationField(nn.Module):
             raise ValueError(f"need bounds_min < bounds_max, each [3]; got {bounds_min} and {bounds_max}")
         self.register_buffer("bounds_min", bounds_min.clone())
         self.register_buffer("bounds_max", bounds_max.clone())
+        if mouth_anchors is None:
+            mouth_anchors = torch.zeros(len(MOUTH_LANDMARKS), 3)  # a placeholder for `load_state_dict`
+        if mouth_anchors.shape != (len(MOUTH_LANDMARKS), 3):
+            raise ValueError(
+                f"mouth_anchors must be [{len(MOUTH_LANDMARKS)}, 3], got {list(mouth_anchors.shape)}"
+            )
+        self.register_buffer("mouth_anchors", torch.as_tensor(mouth_anchors, dtype=torch.float32).clone())
         device = torch.device(device) if device is not None else bounds_min.device
         self.hash_grid = make_hash_grid(config.hash_grid, hash_grid_backend, device=device)
         self.query_mlp = _mlp([config.hash_grid.n_output_dims, config.feature_width, config.feature_width])
@@ -236,6 +253,9 @@ class DeformationField(nn.Module):
         self.head = _mlp([config.hidden, config.hidden, NUM_OUTPUTS])
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        self.mouth_motion_head = nn.Linear(config.token_width, 3 * len(MOUTH_LANDMARKS))
+        nn.init.zeros_(self.mouth_motion_head.weight)
+        nn.init.zeros_(self.mouth_motion_head.bias)
         offset_scales = (
             [config.position_offset_scale] * 3
             + [config.rotation_offset_scale] * 4
@@ -255,6 +275,17 @@ class DeformationField(nn.Module):
         encoded = self.hash_grid(self.normalized_positions(canonical_means.detach()))
         return self.query_mlp(encoded.float())
 
+    def audio_token(self, audio: Tensor) -> Tensor:
+        """audio [B, W, steps, n_mels] -> [B, Dc] (zeros when audio is disabled)."""
+        if self.audio_enabled:
+            return self.audio_tokenizer(audio.float())
+        return self.null_token.new_zeros(audio.shape[0], self.config.token_width)
+
+    def mouth_motion(self, audio_token: Tensor) -> Tensor:
+        """audio token [B, Dc] -> [B, J, 3] predicted motion of the `MOUTH_LANDMARKS`, metres, head frame."""
+        motion = self.mouth_motion_head(audio_token) * self.config.mouth_motion_scale
+        return motion.view(audio_token.shape[0], len(MOUTH_LANDMARKS), 3)
+
     def tokens(self, conditions: FrameConditions) -> Tensor:
         """-> [B, 4, Dc]: audio, eye, view, null."""
         batch = conditions.batch_size
@@ -265,10 +296,7 @@ class DeformationField(nn.Module):
             )
         if conditions.audio.shape[0] != batch:
             raise ValueError(f"audio has batch size {conditions.audio.shape[0]}, eye has {batch}")
-        if self.audio_enabled:
-            audio = self.audio_tokenizer(conditions.audio.float())
-        else:
-            audio = self.null_token.new_zeros(batch, self.config.token_width)
+        audio = self.audio_token(conditions.audio)
         eye = self.eye_mlp(conditions.eye.float()[:, None])
         view = self.view_mlp(conditions.view.float())
         null = self.null_token.expand(batch, -1)
@@ -285,12 +313,19 @@ class DeformationField(nn.Module):
             attention: Tensor  # [B, N, heads, 4] weights over (audio, eye, view, null), summing to 1
         """
         queries = self.queries(canonical_means)  # [N, Dq]
-        attended, weights = self.attention(queries, self.tokens(conditions))  # [B, N, hidden]
+        tokens = self.tokens(conditions)
+        attended, weights = self.attention(queries, tokens)  # [B, N, hidden]
         hidden = F.leaky_relu(attended + self.query_to_hidden(queries), LEAKY_SLOPE)
         outputs = self.head(hidden) * self.output_scales  # [B, N, 14]
         d_means, d_quats, d_log_scales, d_opacity, d_colors = outputs.split([3, 4, 3, 1, 3], dim=-1)
+        mouth = skin_offsets(
+            canonical_means.detach(),
+            self.mouth_anchors,
+            self.mouth_motion(tokens[:, 0]),
+            self.config.mouth_skinning_sigma,
+        )
         deltas = Deltas(
-            d_means=d_means,
+            d_means=d_means + mouth,
             d_quats=d_quats,
             d_log_scales=d_log_scales,
             d_opacity_logits=d_opacity.squeeze(-1),

@@ -23,7 +23,7 @@ from avatar.model.deformation import (
 )
 from avatar.model.gaussians import CanonicalGaussians, GaussianSet
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 
 class TalkingHead(nn.Module):
@@ -32,6 +32,8 @@ class TalkingHead(nn.Module):
     Args:
         gaussians: the canonical Gaussians (e.g. from `avatar.model.head_init.init_head_gaussians`)
         config: the deformation field's sizes
+        mouth_anchors: [J, 3] the `MOUTH_LANDMARKS` of the canonical face (`DeformationField`); default zeros,
+            e.g. for a module whose state dict is loaded next
         audio_enabled: False zeroes the audio token (the no-audio ablation)
         bounds: the deformation's hash-grid box ([3], [3]); default `padded_bounds` of the Gaussians' means
         hash_grid_backend: "auto", "torch" or "tcnn" ("auto": tiny-cuda-nn when built on a CUDA device with
@@ -45,6 +47,7 @@ class TalkingHead(nn.Module):
         gaussians: CanonicalGaussians,
         config: DeformationConfig,
         *,
+        mouth_anchors: Tensor | None = None,
         audio_enabled: bool = True,
         bounds: tuple[Tensor, Tensor] | None = None,
         hash_grid_backend: str = "auto",
@@ -61,6 +64,7 @@ class TalkingHead(nn.Module):
             config,
             bounds[0],
             bounds[1],
+            mouth_anchors=mouth_anchors,
             audio_enabled=audio_enabled,
             hash_grid_backend=hash_grid_backend,
             device=device,

@@ -33,6 +33,11 @@ class TrainSettings:
     alpha_weight: float = 0.1
     mouth_weight: float = 1.0  # extra L1 weight on the mouth region (doubled in the mouth stage)
     offset_weight: float = 1e-3  # regulariser on the per-Gaussian deltas
+    motion_weight: float = 1.0  # the mouth motion predicted from audio against the tracked landmarks' motion
+    motion_batch: int = 32  # frames per step of that loss
+    silence_probability: float = 0.1  # of a motion sample hearing silence, with the mouth at rest as target
+    audio_augmentation: float = 0.8  # probability that a training sample's audio features are perturbed
+    view_swap: float = 0.5  # probability that a training sample's view token comes from another frame
     densify_every: int = 100
     densify_until_fraction: float = 0.75  # of the canonical + audio stages
     grad_threshold: float = 2e-4  # screen-space gradient, normalised image units

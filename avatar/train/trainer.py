@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,13 @@ import torch
 from tqdm.auto import tqdm
 
 from avatar.atomic import write_json
+from avatar.audio_normalization import (
+    AudioAugmentation,
+    AudioNormalization,
+    augment_audio_windows,
+    normalize_audio_windows,
+)
+from avatar.audio_sync import audio_offset_frames, shift_frames, speech_loudness
 from avatar.dataset import Dataset
 from avatar.drive import choose_device, render_gaussians
 from avatar.errors import AvatarError
@@ -22,15 +29,22 @@ from avatar.image_metrics import ssim
 from avatar.model.deformation import DeformationConfig
 from avatar.model.densify import DensifyState, densify_and_prune, remap_adam_state, reset_opacity
 from avatar.model.head_init import colors_from_frame, init_head_gaussians
+from avatar.model.landmark_motion import (
+    MOUTH_LANDMARKS,
+    landmark_displacements,
+    mouth_motion_targets,
+    rest_motion,
+)
 from avatar.model.talking_head import TalkingHead, frame_conditions
 from avatar.train.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from avatar.train.config import FitConfig, TrainSettings, settings_from_dict
 from avatar.train.frames import TargetFrame, TrainingFrames
 
 RUN_FORMAT = "splat-avatar-run"
-RUN_VERSION = 1
+RUN_VERSION = 2
 LOG_COLUMNS = (
-    "step", "stage", "loss", "l1", "dssim", "alpha", "mouth", "offsets", "gaussians", "val_psnr", "seconds",
+    "step", "stage", "loss", "l1", "dssim", "alpha", "mouth", "offsets", "motion", "gaussians", "val_psnr",
+    "seconds",
 )  # fmt: skip
 
 
@@ -123,10 +137,18 @@ class FitRun:
                 window, self.dataset.tracking.intrinsics, resolution
             ).tolist(),
             "audio_features": self.dataset.manifest["audio_features"],
+            "audio_normalization": AudioNormalization().to_dict(),
+            **self._audio_offset(),
             "fps": self.dataset.fps,
         }
         write_json(self.out / "run.json", run)
         return run, settings
+
+    def _audio_offset(self) -> dict:
+        """How far the capture's audio is shifted against its frames in training (`avatar.audio_sync`)."""
+        loudness = speech_loudness(normalize_audio_windows(self.dataset.audio_features()))
+        offset, correlation = audio_offset_frames(self.dataset.tracking.mouth_openness, loudness)
+        return {"audio_offset_frames": offset, "audio_offset_correlation": round(correlation, 4)}
 
     def _new_model(self, settings: TrainSettings) -> TalkingHead:
         tracking = self.dataset.tracking
@@ -146,6 +168,7 @@ class FitRun:
         model = TalkingHead(
             gaussians.to(self.device),
             DeformationConfig.preset(settings.deformation_preset),
+            mouth_anchors=torch.from_numpy(tracking.canonical_landmarks[list(MOUTH_LANDMARKS)]).float(),
             audio_enabled=self.config.audio,
             device=self.device,
         )
@@ -270,8 +293,20 @@ class FitRun:
         K = torch.as_tensor(run["intrinsics_window"], dtype=torch.float32, device=self.device)
         background = frames.background.to(self.device)
         tracking = self.dataset.tracking
-        audio = torch.from_numpy(self.dataset.audio_features())
+        normalization = AudioNormalization.from_dict(run["audio_normalization"])
+        audio = normalize_audio_windows(self.dataset.audio_features(), normalization)
+        audio = torch.from_numpy(shift_frames(audio, int(run["audio_offset_frames"])))
         signals = (audio, tracking.eye_openness, tracking.rotations, tracking.translations)
+        displacements = landmark_displacements(
+            tracking.landmarks,
+            tracking.rotations,
+            tracking.translations,
+            tracking.intrinsics,
+            tracking.canonical_landmarks,
+        )
+        targets = mouth_motion_targets(displacements)
+        rest = rest_motion(targets, speech_loudness(audio.numpy()), frames.indices)
+        motion_targets = torch.from_numpy(np.concatenate([targets, rest[None]])).to(self.device)
         extent = self._extent(model)
         total = settings.total_steps
         densify_until = int(
@@ -293,8 +328,19 @@ class FitRun:
             for step in range(start_step, total):
                 stage = settings.stage(step)
                 target = frames.target(int(rng.integers(len(frames))), self.device)
+                audio_generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
                 losses, out = self._train_step(
-                    model, target, signals, stage, K, resolution, background, settings
+                    model,
+                    target,
+                    signals,
+                    motion_targets,
+                    frames.indices,
+                    stage,
+                    K,
+                    resolution,
+                    background,
+                    settings,
+                    audio_generator,
                 )
                 loss = losses["loss"]
                 optimizer.zero_grad(set_to_none=True)
@@ -329,7 +375,7 @@ class FitRun:
                 row = {name: float(value.detach()) for name, value in losses.items()}
                 log.writerow(
                     [done, stage]
-                    + [f"{row[name]:.5f}" for name in ("loss", "l1", "dssim", "alpha", "mouth", "offsets")]
+                    + [f"{row[name]:.5f}" for name in LOG_COLUMNS[2:9]]
                     + [model.gaussians.num, f"{val_psnr:.3f}", f"{time.perf_counter() - clock:.1f}"]
                 )
                 progress.update(1)
@@ -350,12 +396,36 @@ class FitRun:
             "seconds": round(time.perf_counter() - clock, 1),
             "val_psnr": val_psnr,
             "gaussians": model.gaussians.num,
+            "audio_offset_frames": int(run["audio_offset_frames"]),
             "run": str(self.out),
         }
 
-    def _train_step(self, model, target: TargetFrame, signals, stage, K, resolution, background, settings):
+    def _train_step(
+        self,
+        model,
+        target: TargetFrame,
+        signals,
+        motion_targets: torch.Tensor,  # [F + 1, J, 3]: every frame's, then the mouth at rest
+        train_indices: np.ndarray,
+        stage,
+        K,
+        resolution,
+        background,
+        settings,
+        generator: torch.Generator,
+    ):
         deform = stage != "canonical"
+        augmentation = AudioAugmentation(probability=settings.audio_augmentation)
         conditions = frame_conditions(*signals, [target.index], window=model.window, device=self.device)
+        if deform and settings.audio_augmentation > 0:
+            conditions = replace(
+                conditions, audio=augment_audio_windows(conditions.audio, generator, augmentation)
+            )
+        if deform and float(torch.rand((), generator=generator)) < settings.view_swap:
+            # Another frame's viewpoint: the view token must not tell the model which frame (and mouth) this is.
+            other = int(train_indices[int(torch.randint(len(train_indices), (), generator=generator))])
+            view = frame_conditions(*signals, [other], window=model.window, device=self.device).view
+            conditions = replace(conditions, view=view)
         sets, _ = model(conditions, deform=deform)
         gaussians = sets[0]
         out = render_gaussians(gaussians, target.viewmat, K, resolution, background, backend=self.backend)
@@ -371,15 +441,43 @@ class FitRun:
         if deform:
             canonical = model.gaussians.activated()
             offsets = ((gaussians.means - canonical.means) / 0.01).square().sum(-1).mean()
+        motion = self._mouth_motion_loss(model, signals, motion_targets, train_indices, settings, generator)
         loss = (
             (1 - settings.ssim_weight) * l1
             + settings.ssim_weight * dssim
             + settings.alpha_weight * alpha
             + mouth_weight * mouth
             + settings.offset_weight * offsets
+            + settings.motion_weight * motion
         )
-        losses = {"loss": loss, "l1": l1, "dssim": dssim, "alpha": alpha, "mouth": mouth, "offsets": offsets}
+        losses = {
+            "loss": loss, "l1": l1, "dssim": dssim, "alpha": alpha, "mouth": mouth, "offsets": offsets,
+            "motion": motion,
+        }  # fmt: skip
         return {name: value if name == "loss" else value.detach() for name, value in losses.items()}, out
+
+    def _mouth_motion_loss(
+        self, model, signals, motion_targets: torch.Tensor, train_indices, settings, generator
+    ) -> torch.Tensor:
+        """Mean squared error (in units of the skinning sigma) of the mouth motion predicted from the audio of
+        `settings.motion_batch` random training frames; every stage trains it, no rendering needed. A fraction
+        `settings.silence_probability` of them hear silence instead and must show the mouth at rest."""
+        if settings.motion_weight == 0 or not model.deformation.audio_enabled:
+            return torch.zeros((), device=self.device)
+        picks = torch.randint(len(train_indices), (settings.motion_batch,), generator=generator).numpy()
+        indices = train_indices[picks]
+        conditions = frame_conditions(*signals, indices, window=model.window, device=self.device)
+        audio = conditions.audio
+        if settings.audio_augmentation > 0:
+            augmentation = AudioAugmentation(probability=settings.audio_augmentation)
+            audio = augment_audio_windows(audio, generator, augmentation)
+        silent = torch.rand(len(indices), generator=generator) < settings.silence_probability
+        audio = torch.where(silent.to(self.device)[:, None, None, None], torch.zeros_like(audio), audio)
+        rows = torch.where(silent, len(motion_targets) - 1, torch.from_numpy(indices)).to(self.device)
+        deformation = model.deformation
+        predicted = deformation.mouth_motion(deformation.audio_token(audio))
+        error = (predicted - motion_targets[rows]).square().sum(-1)
+        return error.mean() / deformation.config.mouth_skinning_sigma**2
 
     @torch.no_grad()
     def _validate(self, model, val: TrainingFrames, signals, stage, K, resolution, background) -> float:

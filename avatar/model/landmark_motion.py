@@ -1,0 +1,104 @@
+"""Mouth and jaw motion: tracked from the landmarks, predicted from audio, carried to the Gaussians around them.
+
+Photometric losses on a low-resolution head barely pull the lips apart, and a network that must discover lip
+motion from them alone learns too little from a few minutes of video. So the fit also learns the motion
+itself: the deformation field predicts, from the audio token, how each mouth and jaw landmark moves
+(`DeformationField.mouth_motion`), supervised by the tracked motion, and `skin_offsets` moves the Gaussians
+around those landmarks with them.
+
+Tracked motion: each landmark's non-rigid displacement is the gap between where the face mesh saw it and
+where the rigid canonical face projects it, lifted to the head frame at the landmark's depth (in the image
+plane only: the face mesh's own depth is too noisy),
+
+    displacement = R^T [(observed - projected) * depth / focal, 0]
+
+minus its moving average over `drift_frames` (`mouth_motion_targets`, 10 s at 25 fps): what remains is
+articulation, not the slow drift of pose-fitting residuals that audio cannot predict. The window is long on
+purpose: a pause of a few seconds must stay a closed mouth, not become the average.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import uniform_filter1d
+from torch import Tensor
+
+from capture.face_regions import INNER_LIPS, LOWER_JAW, OUTER_LIPS
+
+_CHIN_AND_CHEEKS = (18, 200, 199, 175, 83, 313, 201, 421, 208, 428, 57, 287, 186, 410, 212, 432, 214, 434)
+MOUTH_LANDMARKS = tuple(sorted(set(LOWER_JAW + OUTER_LIPS + INNER_LIPS + _CHIN_AND_CHEEKS)))
+
+
+def landmark_displacements(
+    landmarks: np.ndarray,
+    rotations: np.ndarray,
+    translations: np.ndarray,
+    intrinsics: np.ndarray,
+    canonical: np.ndarray,
+    indices: tuple[int, ...] = MOUTH_LANDMARKS,
+) -> np.ndarray:
+    """Non-rigid motion of landmarks `indices` in every frame (see the module docstring).
+
+    Args:
+        landmarks: np.ndarray  # [F, 478, >=2] x, y in crop pixels
+        rotations: np.ndarray  # [F, 3, 3] head -> camera
+        translations: np.ndarray  # [F, 3]
+        intrinsics: np.ndarray  # [3, 3]
+        canonical: np.ndarray  # [478, 3] head frame, metres
+    Returns:
+        displacements: np.ndarray  # [F, J, 3] head frame, metres
+    """
+    points = canonical[list(indices)].astype(np.float64)  # [J, 3]
+    camera = np.einsum("fij,kj->fki", rotations, points) + translations[:, None]  # [F, J, 3]
+    depth = camera[..., 2:3]
+    focal = np.array([intrinsics[0, 0], intrinsics[1, 1]])
+    centre = np.array([intrinsics[0, 2], intrinsics[1, 2]])
+    projected = camera[..., :2] / depth * focal + centre
+    residual = landmarks[:, list(indices), :2] - projected  # [F, J, 2] pixels
+    shift_camera = np.concatenate([residual * depth / focal, np.zeros_like(depth)], axis=-1)
+    return np.einsum("fji,fkj->fki", rotations, shift_camera).astype(np.float32)  # R^T shift
+
+
+def mouth_motion_targets(displacements: np.ndarray, drift_frames: int = 251) -> np.ndarray:
+    """[F, J, 3] -> [F, J, 3]: the displacements minus their centred moving average over `drift_frames`."""
+    drift = uniform_filter1d(displacements.astype(np.float64), drift_frames, axis=0, mode="nearest")
+    return (displacements - drift).astype(np.float32)
+
+
+def rest_motion(
+    targets: np.ndarray, loudness: np.ndarray, frames: np.ndarray, quantile: float = 0.1
+) -> np.ndarray:
+    """The mouth at rest: the mean target over the `quantile` quietest of `frames`.
+
+    Silence longer than the capture's pauses is trained towards it, so that a silent stretch of new audio shows
+    the mouth as the person holds it between sentences.
+
+    Args:
+        targets: np.ndarray  # [F, J, 3] from `mouth_motion_targets`
+        loudness: np.ndarray  # [F] (`avatar.audio_sync.speech_loudness`)
+        frames: np.ndarray  # [T] the frames to choose from (the training frames)
+    Returns:
+        rest: np.ndarray  # [J, 3]
+    """
+    frames = np.asarray(frames)
+    quiet = frames[loudness[frames] <= np.quantile(loudness[frames], quantile)]
+    return targets[quiet].mean(axis=0)
+
+
+def skin_offsets(canonical_means: Tensor, anchors: Tensor, motion: Tensor, sigma: float) -> Tensor:
+    """Offsets of Gaussians that follow the landmarks near them.
+
+    Gaussian i moves by sum_j w_ij m_j / max(1, sum_j w_ij) with w_ij = exp(-|x_i - a_j|^2 / 2 sigma^2): the
+    weighted mean of its neighbours' motion inside the mouth region, fading to nothing away from it.
+
+    Args:
+        canonical_means: Tensor  # [N, 3]
+        anchors: Tensor  # [J, 3] the landmarks in the canonical head
+        motion: Tensor  # [B, J, 3]
+    Returns:
+        offsets: Tensor  # [B, N, 3]
+    """
+    weights = torch.exp(-torch.cdist(canonical_means, anchors).square() / (2 * sigma**2))  # [N, J]
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+    return torch.einsum("nj,bjc->bnc", weights, motion)
