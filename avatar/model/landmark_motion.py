@@ -25,6 +25,7 @@ from scipy.ndimage import uniform_filter1d
 from torch import Tensor
 
 from capture.face_regions import INNER_LIPS, LOWER_JAW, OUTER_LIPS
+from capture.head_pose import project
 
 _CHIN_AND_CHEEKS = (18, 200, 199, 175, 83, 313, 201, 421, 208, 428, 57, 287, 186, 410, 212, 432, 214, 434)
 MOUTH_LANDMARKS = tuple(sorted(set(LOWER_JAW + OUTER_LIPS + INNER_LIPS + _CHIN_AND_CHEEKS)))
@@ -50,12 +51,10 @@ def landmark_displacements(
         displacements: np.ndarray  # [F, J, 3] head frame, metres
     """
     points = canonical[list(indices)].astype(np.float64)  # [J, 3]
-    camera = np.einsum("fij,kj->fki", rotations, points) + translations[:, None]  # [F, J, 3]
-    depth = camera[..., 2:3]
+    depth = np.einsum("fij,kj->fki", rotations[:, 2:3], points) + translations[:, None, 2:3]  # [F, J, 1]
     focal = np.array([intrinsics[0, 0], intrinsics[1, 1]])
-    centre = np.array([intrinsics[0, 2], intrinsics[1, 2]])
-    projected = camera[..., :2] / depth * focal + centre
-    residual = landmarks[:, list(indices), :2] - projected  # [F, J, 2] pixels
+    projected = project(points, rotations, translations, intrinsics)  # [F, J, 2]
+    residual = landmarks[:, list(indices), :2] - projected  # pixels
     shift_camera = np.concatenate([residual * depth / focal, np.zeros_like(depth)], axis=-1)
     return np.einsum("fji,fkj->fki", rotations, shift_camera).astype(np.float32)  # R^T shift
 
