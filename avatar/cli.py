@@ -100,8 +100,11 @@ def _run_fit(config) -> None:
     print(
         f"run: {summary['run']}\n  {summary['steps']} steps in {summary['seconds']:.0f} s, "
         f"{summary['gaussians']} Gaussians, held-out PSNR {summary['val_psnr']:.2f} dB\n"
-        f"  the capture's audio was lined up with its mouth motion by {summary['audio_offset_frames']} frames"
+        f"  the capture's audio was lined up with its mouth motion by {summary['audio_offset_frames']} frames\n"
+        f"  rasterizer {summary['rasterizer']}, hash grid {summary['hash_grid']}"
     )
+    if summary["rasterizer_note"] and summary["device"].startswith("cuda"):
+        print(f"  our CUDA kernels were not used: {summary['rasterizer_note']}")
 
 
 def _run_render(config) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from avatar.errors import AvatarError
@@ -31,3 +32,17 @@ def auto_rasterizer_backend(
     if gsplat_backend.unsupported_reason(*inputs) is None:
         return "gsplat"
     return "torch"
+
+
+def auto_rasterizer_for(device: torch.device) -> tuple[str, str | None]:
+    """(the backend "auto" picks for float32 inputs on `device`, why our kernels are not it; None when they are)."""
+    if device.type != "cuda":
+        return "torch", f"the inputs are on the {device.type}"
+    from cuda_ext.build import CudaExtensionUnavailable, load_extension
+
+    try:
+        load_extension()
+        return "cuda", None
+    except CudaExtensionUnavailable as error:
+        reason = str(error)
+    return ("gsplat" if gsplat_backend.gsplat_import_error() is None else "torch"), reason

@@ -26,6 +26,15 @@ from avatar.render.rasterize import RenderOutput
 from avatar.render.tiles import TILE_SIZE
 
 
+def gsplat_import_error() -> str | None:
+    """Why gsplat cannot be imported here, or None."""
+    try:
+        import gsplat  # noqa: F401
+    except (ImportError, OSError, RuntimeError) as error:
+        return f"gsplat does not import ({type(error).__name__}: {error})"
+    return None
+
+
 def unsupported_reason(
     means: Tensor,
     quats: Tensor,
@@ -37,10 +46,8 @@ def unsupported_reason(
     background: Tensor | None = None,
 ) -> str | None:
     """Why the gsplat backend cannot render these inputs, or None."""
-    try:
-        import gsplat  # noqa: F401
-    except (ImportError, OSError, RuntimeError) as error:
-        return f"gsplat does not import ({type(error).__name__}: {error})"
+    if (reason := gsplat_import_error()) is not None:
+        return reason
     if not torch.cuda.is_available():
         return "CUDA is not available to torch"
     tensors = [means, quats, scales, opacities, colors, viewmat, K] + (

@@ -8,39 +8,17 @@ Without a video it captures the built-in sample. Each clip is captured into a fr
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from bench_record import record_header
 
-from avatar.atomic import write_json  # noqa: E402
-from avatar.sample_clip import make_sample_clip  # noqa: E402
-from capture.config import CaptureConfig  # noqa: E402
-from capture.pipeline import run_capture  # noqa: E402
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(
-            ["git", "rev-parse", "HEAD"], text=True, stderr=subprocess.DEVNULL
-        ).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+from avatar.atomic import write_json
+from avatar.sample_clip import make_sample_clip
+from capture.config import CaptureConfig
+from capture.pipeline import run_capture
 
 
 def main() -> None:
@@ -76,11 +54,7 @@ def main() -> None:
                 flush=True,
             )
     output = {
-        "benchmark": "capture throughput",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "commit": _commit(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
+        **record_header("capture throughput", torch.device("cpu"), __file__),
         "results": results,
     }
     if args.json:

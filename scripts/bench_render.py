@@ -1,43 +1,39 @@
-"""GPU benchmark of the rasterizer backends (and of a whole audio-driven frame), timed with CUDA events.
+"""GPU benchmark of the rasterizer backends and of a whole audio-driven frame, timed with CUDA events.
 
     python scripts/bench_render.py [--gaussians 10000 50000 200000] [--size 512] [--backends cuda gsplat torch]
-                                   [--warmup 5] [--repeats 50] [--max-seconds 20] [--out bench/results]
+                                   [--frame-gaussians 50000] [--warmup 5] [--repeats 50] [--max-seconds 20]
+                                   [--out bench/results]
 
 For each backend and Gaussian count: forward (no autograd) and forward + backward (a loss on rgb, alpha and
 depth, gradients w.r.t. every Gaussian parameter) of the head-like scene of scripts/bench_render_cpu.py at
 size x size. Each measurement runs `--warmup` untimed iterations, then up to `--repeats` timed ones (fewer when
 they exceed `--max-seconds`, at least 3), each between two CUDA events; it reports the median, 10th and 90th
-percentile in milliseconds. Then, when avatar.model provides a TalkingHead, one whole driven frame per backend
-(deformation of the canonical Gaussians from random audio, eye and view conditions, then the render), forward
-and forward + backward; that part is skipped (and says why in the results) when the model cannot be built.
+percentile in milliseconds. Then, per backend, one whole driven frame of `--frame-gaussians` Gaussians
+(`driven_frame_steps`: audio, eye and view tokens -> attention -> offsets -> rasterize -> composite), forward
+and forward + backward; the torch backend drives it with the PyTorch hash grid, the others with the fastest
+grid available ("auto").
 
 Writes bench/results/render-<gpu>-<time>.json with the GPU name, torch, CUDA and gsplat versions, the git
-commit, the command line and every measurement; a backend that cannot run here is recorded with the reason.
-Refuses to run without a CUDA GPU.
+commit, the command line, every measurement and each backend's time over the cuda backend's; a backend that
+cannot run here is recorded with the reason. Refuses to run without a CUDA GPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from bench_record import REPO, record_header, write_record
+from bench_render_cpu import Scene, camera, head_blob
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-sys.path.insert(0, str(REPO / "scripts"))
-from bench_render_cpu import Scene, camera, head_blob  # noqa: E402
-
-from avatar.render import rasterize  # noqa: E402
+from avatar.model import CanonicalGaussians, DeformationConfig, FrameConditions, GaussianSet, TalkingHead
+from avatar.render import rasterize
 
 
 def time_cuda(fn: Callable[[], object], warmup: int, repeats: int, max_seconds: float) -> dict:
@@ -63,13 +59,14 @@ def time_cuda(fn: Callable[[], object], warmup: int, repeats: int, max_seconds: 
     }
 
 
-def scene_on_gpu(num: int, size: int) -> tuple[Scene, torch.Tensor, torch.Tensor]:
+def scene_on(device: torch.device | str, num: int, size: int) -> tuple[Scene, torch.Tensor, torch.Tensor]:
+    """The head-like blob of `num` Gaussians and a camera that frames it at size x size, on `device`."""
     scene = head_blob(num)
     fields = {
-        name: getattr(scene, name).cuda() for name in ("means", "quats", "scales", "opacities", "colors")
+        name: getattr(scene, name).to(device) for name in ("means", "quats", "scales", "opacities", "colors")
     }
     viewmat, K = camera(size)
-    return Scene(**fields), viewmat.cuda(), K.cuda()
+    return Scene(**fields), viewmat.to(device), K.to(device)
 
 
 def render_steps(scene: Scene, viewmat, K, size: int, backend: str) -> tuple[Callable, Callable]:
@@ -117,10 +114,26 @@ def unavailable(backend: str, scene: Scene, viewmat, K) -> str | None:
     return None
 
 
-def driven_frame_steps(scene: Scene, viewmat, K, size: int, backend: str) -> tuple[Callable, Callable, str]:
-    """(forward, forward + backward, hash-grid module name) of TalkingHead -> rasterize for one frame."""
-    from avatar.model import CanonicalGaussians, DeformationConfig, FrameConditions, GaussianSet, TalkingHead
+def driven_frame_steps(
+    scene: Scene,
+    viewmat: torch.Tensor,
+    K: torch.Tensor,
+    size: int,
+    backend: str,
+    config: DeformationConfig | None = None,
+    hash_grid_backend: str = "auto",
+) -> tuple[Callable, Callable, TalkingHead]:
+    """(forward, forward + backward, the model) of one whole driven frame on the scene's device.
 
+    The frame: log-mel windows, eye openness and view direction -> audio encoder and condition tokens ->
+    spatial-audio attention over the Gaussians' hash-grid features -> per-Gaussian offsets and mouth skinning
+    -> rasterization, the head composited in its last pass over the torso-over-background image of this frame
+    (a captured frame's torso over a background plate, as `avatar.composite.torso_over_background`).
+    config: the deformation field's sizes; default `DeformationConfig()`, that of the `default` fit preset.
+    hash_grid_backend: as `avatar.encoding.make_hash_grid`'s.
+    """
+    device = scene.means.device
+    config = config if config is not None else DeformationConfig()
     canonical = CanonicalGaussians.from_activated(
         GaussianSet(
             means=scene.means,
@@ -130,55 +143,42 @@ def driven_frame_steps(scene: Scene, viewmat, K, size: int, backend: str) -> tup
             colors=scene.colors,
         )
     )
-    config = DeformationConfig()
-    head = TalkingHead(canonical, config, hash_grid_backend="auto", device="cuda")
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    conditions = FrameConditions(
-        audio=torch.randn(1, config.window, 16, 80, device="cuda", generator=generator),
-        eye=torch.ones(1, device="cuda"),
-        view=torch.nn.functional.normalize(torch.randn(1, 3, device="cuda", generator=generator), dim=-1),
+    generator = torch.Generator(device=device).manual_seed(0)
+    anchors = scene.means[torch.randperm(scene.means.shape[0], generator=generator, device=device)[:75]]
+    head = TalkingHead(
+        canonical, config, mouth_anchors=anchors, hash_grid_backend=hash_grid_backend, device=device
     )
+    conditions = FrameConditions(
+        audio=torch.randn(1, config.window, 16, 80, device=device, generator=generator),
+        eye=torch.ones(1, device=device),
+        view=torch.nn.functional.normalize(torch.randn(1, 3, device=device, generator=generator), dim=-1),
+    )
+    captured = torch.rand(size, size, 3, device=device, generator=generator)
+    plate = torch.rand(size, size, 3, device=device, generator=generator)
+    rows = torch.linspace(0, 1, size, device=device)[:, None, None]
+    torso_weight = (
+        ((rows - 0.7) * 20).sigmoid().expand(size, size, 1)
+    )  # the torso fills the bottom of the frame
 
-    def frame():
+    def frame() -> torch.Tensor:
         gaussians, _ = head(conditions)
         g = gaussians[0]
-        return rasterize(
-            g.means, g.quats, g.scales, g.opacities, g.colors, viewmat, K, size, size, backend=backend
-        )
+        base = captured * torso_weight + plate * (1 - torso_weight)
+        out = rasterize(
+            g.means, g.quats, g.scales, g.opacities, g.colors, viewmat, K, size, size,
+            background=base, backend=backend,
+        )  # fmt: skip
+        return out.rgb
 
-    def forward():
+    def forward() -> torch.Tensor:
         with torch.no_grad():
             return frame()
 
-    def forward_backward():
+    def forward_backward() -> None:
         head.zero_grad(set_to_none=True)
-        out = frame()
-        (out.rgb.sum() + out.alpha.sum()).backward()
+        frame().sum().backward()
 
-    grid = type(head.deformation).__name__
-    for module in head.modules():
-        if "HashGrid" in type(module).__name__:
-            grid = type(module).__name__
-    return forward, forward_backward, grid
-
-
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-        return result.stdout.strip()
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def versions() -> dict:
-    try:
-        import gsplat
-
-        gsplat_version = gsplat.__version__
-    except Exception as error:  # any import failure: record it, do not stop the benchmark
-        gsplat_version = f"unavailable ({type(error).__name__})"
-    return {"torch": torch.__version__, "cuda": torch.version.cuda, "gsplat": gsplat_version}
+    return forward, forward_backward, head
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--max-seconds", type=float, default=20.0, help="time budget of one measurement")
+    parser.add_argument("--frame-gaussians", type=int, default=50_000, help="Gaussians of the driven frame")
     parser.add_argument("--no-frame", action="store_true", help="skip the whole driven frame")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = dict(warmup=args.warmup, repeats=args.repeats, max_seconds=args.max_seconds)
     results: list[dict] = []
     for num in args.gaussians:
-        scene, viewmat, K = scene_on_gpu(num, args.size)
+        scene, viewmat, K = scene_on("cuda", num, args.size)
         for backend in args.backends:
             entry = {
                 "part": "render",
@@ -228,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.reset_peak_memory_stats()
 
     if not args.no_frame:
-        num = args.gaussians[0]
-        scene, viewmat, K = scene_on_gpu(num, args.size)
+        num = args.frame_gaussians
+        scene, viewmat, K = scene_on("cuda", num, args.size)
         for backend in args.backends:
             entry = {
                 "part": "driven frame",
@@ -239,35 +240,55 @@ def main(argv: list[str] | None = None) -> int:
                 "height": args.size,
             }
             reason = unavailable(backend, scene, viewmat, K)
-            try:
-                if reason is not None:
-                    raise RuntimeError(reason)
-                forward, forward_backward, grid = driven_frame_steps(scene, viewmat, K, args.size, backend)
-                entry["hash_grid"] = grid
+            if reason is not None:
+                entry["skipped"] = reason
+            else:
+                forward, forward_backward, head = driven_frame_steps(
+                    scene,
+                    viewmat,
+                    K,
+                    args.size,
+                    backend,
+                    hash_grid_backend="torch" if backend == "torch" else "auto",
+                )
+                entry["hash_grid"] = type(head.deformation.hash_grid).__name__
                 entry["forward_ms"] = time_cuda(forward, **timing)
                 entry["forward_backward_ms"] = time_cuda(forward_backward, **timing)
-            except Exception as error:  # the model may not exist yet, or not build here: record why
-                entry["skipped"] = f"{type(error).__name__}: {error}"
+                entry["frames_per_second"] = 1000 / entry["forward_ms"]["median"]
             results.append(entry)
             report(entry)
 
-    device = torch.cuda.get_device_name()
     record = {
-        "gpu": device,
-        "capability": ".".join(map(str, torch.cuda.get_device_capability())),
-        **versions(),
-        "commit": git_commit(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **record_header("render", torch.device("cuda"), __file__, argv),
         "timing": timing,
+        "ratios": speed_ratios(results),
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
-    path = args.out / f"render-{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {write_record(args.out, 'render', record)}")
     return 0
+
+
+def speed_ratios(results: list[dict], reference: str = "cuda") -> list[dict]:
+    """For each part and Gaussian count: every other backend's median time over `reference`'s (>1: slower)."""
+    timed = {(r["part"], r["gaussians"], r["backend"]): r for r in results if "skipped" not in r}
+    ratios = []
+    for (part, num, backend), entry in timed.items():
+        base = timed.get((part, num, reference))
+        if backend == reference or base is None:
+            continue
+        ratios.append(
+            {
+                "part": part,
+                "gaussians": num,
+                "backend": backend,
+                "over": reference,
+                **{
+                    key: entry[key]["median"] / base[key]["median"]
+                    for key in ("forward_ms", "forward_backward_ms")
+                },
+            }
+        )
+    return ratios
 
 
 def report(entry: dict) -> None:

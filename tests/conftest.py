@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.media import SHARED_DATA
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # real media beside the checkout
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,8 +9,6 @@ from pathlib import Path
 import av
 import numpy as np
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def write_video(
     path: Path,

@@ -13,6 +13,7 @@ from avatar.encoding.hash_grid import HashGridConfig, HashGridEncoding, make_has
 from avatar.errors import AvatarError
 from avatar.render import rasterize
 from cuda_ext import build
+from cuda_ext.backend_choice import auto_rasterizer_for
 from tests.test_rasterize_torch import random_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,12 @@ def test_auto_rasterizer_renders_with_torch():
     scene = random_scene(30, 20, 18, seed=1)
     auto, reference = render(scene, "auto"), render(scene, "torch")
     assert torch.equal(auto.rgb, reference.rgb) and torch.equal(auto.radii, reference.radii)
+
+
+def test_auto_rasterizer_for_a_device_says_why_our_kernels_are_not_used():
+    assert auto_rasterizer_for(torch.device("cpu")) == ("torch", "the inputs are on the cpu")
+    name, reason = auto_rasterizer_for(torch.device("cuda"))
+    assert name in ("gsplat", "torch") and "cannot be built" in reason and "CUDA" in reason
 
 
 def test_cuda_hash_grid_explains_what_is_missing():

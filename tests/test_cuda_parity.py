@@ -23,6 +23,7 @@ from avatar.render import (
     rasterize,
     rasterize_to_pixels_torch,
 )
+from cuda_ext.backend_choice import auto_rasterizer_for
 from tests.cuda_checks import (
     assert_images_close,
     assert_rows_close,
@@ -296,6 +297,7 @@ def test_auto_backend_picks_cuda(ext):
         *(scene[k].cpu() if torch.is_tensor(scene[k]) else scene[k] for k in keys), backend="auto"
     )
     assert cpu.rgb.device.type == "cpu"
+    assert auto_rasterizer_for(torch.device("cuda")) == ("cuda", None)
 
 
 # ---- gsplat --------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from avatar.errors import AvatarError
 from avatar.head_window import HeadWindow
 from avatar.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from avatar.train.config import PRESETS, FitConfig
+from avatar.train.trainer import FitRun
 from avatar.video_render import pingpong
 
 
@@ -45,6 +46,24 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
     assert has_checkpoint(tmp_path)
     with pytest.raises(AvatarError, match="unreadable"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"backend": "cuda"}, "--backend cuda runs on a CUDA GPU"),
+        ({"backend": "gsplat"}, "--backend gsplat runs on a CUDA GPU"),
+        ({"hash_grid": "cuda"}, "--hash-grid cuda runs on a CUDA GPU"),
+        ({"hash_grid": "tcnn"}, "--hash-grid tcnn runs on a CUDA GPU"),
+    ],
+)
+def test_fit_refuses_gpu_backends_on_the_cpu_before_any_work(tmp_path, flags, message):
+    out = tmp_path / "run"
+    config = FitConfig(dataset=tmp_path / "no_dataset", out=out, device="cpu", **flags)
+    with pytest.raises(AvatarError, match=message) as caught:
+        FitRun(config)
+    assert "--device cuda" in caught.value.fix
+    assert not out.exists()
 
 
 def test_schedule_scaling_keeps_stage_proportions():

@@ -125,7 +125,9 @@ class FitConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train; auto = cuda when available."""
     backend: Literal["auto", "torch", "cuda", "gsplat"] = "auto"
-    """Rasterizer implementation."""
+    """Rasterizer implementation: `cuda` is this project's kernels, `auto` the fastest available."""
+    hash_grid: Literal["auto", "torch", "cuda", "tcnn"] = "auto"
+    """Hash-grid implementation: `cuda` is this project's kernel, `tcnn` tiny-cuda-nn where installed."""
     seed: int = 0
     """Seed of the initial Gaussians and the frame order."""
     threads: int | None = None

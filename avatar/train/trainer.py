@@ -74,14 +74,42 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Talki
     return model_from_checkpoint(checkpoint, device), run, checkpoint.step
 
 
-def model_from_checkpoint(checkpoint: Checkpoint, device: torch.device | str) -> TalkingHead:
+def model_from_checkpoint(
+    checkpoint: Checkpoint, device: torch.device | str, hash_grid_backend: str = "auto"
+) -> TalkingHead:
     """The talking head shaped and weighted as the checkpoint's `model.*` tensors say."""
-    model = TalkingHead.from_config(checkpoint.meta["model"], device=device)
+    model = TalkingHead.from_config(
+        checkpoint.meta["model"], hash_grid_backend=hash_grid_backend, device=device
+    )
     prefix = "model."
     model.load_state_dict(
         {name[len(prefix) :]: value for name, value in checkpoint.tensors.items() if name.startswith(prefix)}
     )
     return model.to(device)
+
+
+def check_backends(config: FitConfig, device: torch.device) -> None:
+    """Raises AvatarError, before any work, when --backend or --hash-grid cannot run on `device`."""
+    for flag, name in (("--backend", config.backend), ("--hash-grid", config.hash_grid)):
+        if name in ("cuda", "gsplat", "tcnn") and device.type != "cuda":
+            raise AvatarError(
+                f"{flag} {name} runs on a CUDA GPU, but this fit runs on {device.type}",
+                fix=f"Pass {flag} auto (or torch), or --device cuda on a machine with a GPU",
+            )
+    if "cuda" in (config.backend, config.hash_grid):
+        from cuda_ext.build import load_extension
+
+        load_extension()  # builds the kernels now, or raises CudaExtensionUnavailable saying what is missing
+    if config.backend == "gsplat":
+        from cuda_ext.gsplat_backend import gsplat_import_error
+
+        if (reason := gsplat_import_error()) is not None:
+            raise AvatarError(f"--backend gsplat: {reason}", fix="pip install gsplat, or pass --backend auto")
+    if config.hash_grid == "tcnn":
+        from avatar.encoding import tcnn_unavailable_reason
+
+        if (reason := tcnn_unavailable_reason()) is not None:
+            raise AvatarError(f"--hash-grid tcnn: {reason}", fix="Pass --hash-grid auto")
 
 
 class FitRun:
@@ -91,8 +119,13 @@ class FitRun:
         self.device = choose_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
+        check_backends(config, self.device)
         self.dataset = Dataset(config.dataset)
-        self.backend = config.backend
+        self.backend, self.backend_note = config.backend, None
+        if config.backend == "auto":
+            from cuda_ext.backend_choice import auto_rasterizer_for
+
+            self.backend, self.backend_note = auto_rasterizer_for(self.device)
 
     # ---- set-up -----------------------------------------------------------------------------------------
     def _check_out(self) -> None:
@@ -170,6 +203,7 @@ class FitRun:
             DeformationConfig.preset(settings.deformation_preset),
             mouth_anchors=torch.from_numpy(tracking.canonical_landmarks[list(MOUTH_LANDMARKS)]).float(),
             audio_enabled=self.config.audio,
+            hash_grid_backend=self.config.hash_grid,
             device=self.device,
         )
         return model
@@ -221,7 +255,7 @@ class FitRun:
 
     def _restore(self, settings: TrainSettings):
         checkpoint = load_checkpoint(self.out, self.device)
-        model = model_from_checkpoint(checkpoint, self.device)
+        model = model_from_checkpoint(checkpoint, self.device, self.config.hash_grid)
         optimizer = self._optimizer(model, settings, self._extent(model))
         for index, group in enumerate(optimizer.param_groups):
             group["lr"] = checkpoint.meta["learning_rates"][index]
@@ -372,11 +406,12 @@ class FitRun:
                     reset_opacity(model.gaussians, optimizer=optimizer)
                 if val is not None and (done % settings.val_every == 0 or done == total):
                     val_psnr = self._validate(model, val, signals, stage, K, resolution, background)
-                row = {name: float(value.detach()) for name, value in losses.items()}
+                values = torch.stack([v.detach() for v in losses.values()]).tolist()  # one sync a step
+                row = dict(zip(losses, values))
                 log.writerow(
                     [done, stage]
                     + [f"{row[name]:.5f}" for name in LOG_COLUMNS[2:9]]
-                    + [model.gaussians.num, f"{val_psnr:.3f}", f"{time.perf_counter() - clock:.1f}"]
+                    + [model.gaussians.num, f"{val_psnr:.3f}", f"{time.perf_counter() - clock:.3f}"]
                 )
                 progress.update(1)
                 progress.set_postfix(
@@ -397,6 +432,10 @@ class FitRun:
             "val_psnr": val_psnr,
             "gaussians": model.gaussians.num,
             "audio_offset_frames": int(run["audio_offset_frames"]),
+            "device": str(self.device),
+            "rasterizer": self.backend,
+            "rasterizer_note": self.backend_note,
+            "hash_grid": type(model.deformation.hash_grid).__name__,
             "run": str(self.out),
         }
 
