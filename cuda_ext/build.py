@@ -37,6 +37,7 @@ from avatar.errors import AvatarError
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 BINDINGS = "bindings.cpp"
 HOST_FLAGS = ("-O3",)
+MIN_CAPABILITY = (6, 0)  # atomicAdd on doubles (the float64 hash grid's gradient)
 CUDA_FLAGS = ("-O3", "-lineinfo")  # no --use_fast_math: exp and division stay as precise as torch's
 _INSTALL_HINT = (
     "Install a CUDA build of torch and the matching CUDA toolkit (nvcc), or use backend='torch'; "
@@ -89,6 +90,9 @@ def unavailable_reason() -> str | None:
         return f"this torch build ({torch.__version__}) has no CUDA support"
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible to torch"
+    if torch.cuda.get_device_capability() < MIN_CAPABILITY:
+        found = ".".join(map(str, torch.cuda.get_device_capability()))
+        return f"the GPU has compute capability {found}; the kernels need {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]}"
     if cuda_home() is None:
         return "no CUDA toolkit was found (nvcc; set CUDA_HOME to the toolkit's directory)"
     from torch.utils import cpp_extension
@@ -112,8 +116,13 @@ def _nvcc_version(home: Path) -> str:
 
 
 def cuda_flags(architecture: str) -> list[str]:
-    """nvcc flags: optimisation and code for exactly this architecture (torch then adds no arch flags)."""
-    return [*CUDA_FLAGS, f"-gencode=arch=compute_{architecture},code=sm_{architecture}"]
+    """nvcc flags: optimisation, machine code for this architecture and its PTX, which the driver compiles for
+    a newer GPU in the same process (torch then adds no arch flags)."""
+    return [
+        *CUDA_FLAGS,
+        f"-gencode=arch=compute_{architecture},code=sm_{architecture}",
+        f"-gencode=arch=compute_{architecture},code=compute_{architecture}",
+    ]
 
 
 def build_key(architecture: str, toolkit_version: str) -> str:

@@ -34,6 +34,8 @@ def _level_tensors(config: HashGridConfig, device: torch.device) -> tuple[Tensor
         dtype=torch.int64,
         device=device,
     )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # cached for every later call, on whichever stream it runs
     return scales, info
 
 

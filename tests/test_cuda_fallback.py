@@ -51,6 +51,20 @@ def test_build_key_follows_sources_and_architecture(tmp_path, monkeypatch):
     assert [path.name for path in build.compiled_sources()][-1] == "bindings.cpp"
 
 
+def test_gpus_older_than_the_kernels_need_are_refused(monkeypatch):
+    monkeypatch.setattr(build.torch.version, "cuda", "13.0")
+    monkeypatch.setattr(build.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(build.torch.cuda, "get_device_capability", lambda device=None: (5, 2))
+    assert build.unavailable_reason() == "the GPU has compute capability 5.2; the kernels need 6.0"
+
+
+def test_build_carries_ptx_for_newer_gpus():
+    flags = build.cuda_flags("90")
+    assert (
+        "-gencode=arch=compute_90,code=sm_90" in flags and "-gencode=arch=compute_90,code=compute_90" in flags
+    )
+
+
 def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AVATAR_CUDA_CACHE", str(tmp_path / "mine"))
     assert build.cache_root() == tmp_path / "mine"

@@ -48,6 +48,13 @@ int checked_int(int64_t value, const char* what) {
     return static_cast<int>(value);
 }
 
+// Per-Gaussian arrays are indexed as int32 multiples of the Gaussian index (up to 12 * i in the backward pass).
+int checked_gaussian_count(int64_t n) {
+    TORCH_CHECK(n >= 0 && n <= INT_MAX / 16, "number of Gaussians (", n, ") exceeds the kernels' limit of ",
+                INT_MAX / 16);
+    return static_cast<int>(n);
+}
+
 int tiles_along(int64_t pixels) { return static_cast<int>((pixels + 15) / 16); }
 
 std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, const Tensor& scales,
@@ -68,7 +75,7 @@ std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, co
     Tensor radii = torch::empty({n}, options.dtype(torch::kInt32));
     Tensor cov2d = torch::empty({n, 3}, options);
     avatar_cuda::project_gaussians_forward(
-        checked_int(n, "number of Gaussians"), means.data_ptr<float>(), quats.data_ptr<float>(),
+        checked_gaussian_count(n), means.data_ptr<float>(), quats.data_ptr<float>(),
         scales.data_ptr<float>(), viewmat.data_ptr<float>(), K.data_ptr<float>(), checked_int(width, "width"),
         checked_int(height, "height"), static_cast<float>(near_plane), static_cast<float>(far_plane),
         static_cast<float>(eps2d), means2d.data_ptr<float>(), conics.data_ptr<float>(), depths.data_ptr<float>(),
@@ -98,7 +105,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
     Tensor v_scales = torch::empty({n, 3}, options);
     Tensor v_viewmat_rows = torch::empty({need_viewmat_grad ? n : 0, 12}, options);
     avatar_cuda::project_gaussians_backward(
-        checked_int(n, "number of Gaussians"), means.data_ptr<float>(), quats.data_ptr<float>(),
+        checked_gaussian_count(n), means.data_ptr<float>(), quats.data_ptr<float>(),
         scales.data_ptr<float>(), viewmat.data_ptr<float>(), K.data_ptr<float>(), checked_int(width, "width"),
         checked_int(height, "height"), static_cast<float>(eps2d), radii.data_ptr<int32_t>(),
         v_means2d.data_ptr<float>(), v_conics.data_ptr<float>(), v_depths.data_ptr<float>(),
@@ -118,7 +125,7 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     check_tensor(opacities, "opacities", torch::kFloat32, device, {n});
     const c10::DeviceGuard guard(device);
     void* stream = current_stream(device);
-    const int count = checked_int(n, "number of Gaussians");
+    const int count = checked_gaussian_count(n);
     const int tiles_x = tiles_along(checked_int(width, "width"));
     const int tiles_y = tiles_along(checked_int(height, "height"));
     const int num_tiles = checked_int(static_cast<int64_t>(tiles_x) * tiles_y, "number of tiles");
@@ -176,7 +183,7 @@ void check_raster_inputs(const torch::Device& device, int64_t n, int64_t num_fea
     const auto counts = avatar_cuda::rasterize_feature_counts();
     TORCH_CHECK(std::find(counts.begin(), counts.end(), num_features) != counts.end(), "no kernel for ",
                 num_features, " features: pad them to one of ", c10::ArrayRef<int>(counts));
-    checked_int(n, "number of Gaussians");
+    checked_gaussian_count(n);
     checked_int(width * height, "number of pixels");
 }
 

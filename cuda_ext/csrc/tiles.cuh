@@ -82,11 +82,13 @@ __global__ void write_tile_keys_kernel(int n,
     if (!tile_rect(means2d, radii, cov2d, opacities, i, tiles_x, tiles_y, rect)) {
         return;
     }
-    const int64_t count = static_cast<int64_t>(rect.x1 - rect.x0) * (rect.y1 - rect.y0);
-    int64_t entry = entries_end[i] - count;
+    // The slot count_tiles_kernel sized; the bound keeps the writes inside it even if a toolkit evaluated
+    // tile_rect's arithmetic differently in the two kernels.
+    int64_t entry = i == 0 ? 0 : entries_end[i - 1];
+    const int64_t end = entries_end[i];
     const uint64_t depth_bits = ordered_float_bits(depths[i]);
-    for (int row = rect.y0; row < rect.y1; ++row) {
-        for (int col = rect.x0; col < rect.x1; ++col) {
+    for (int row = rect.y0; row < rect.y1 && entry < end; ++row) {
+        for (int col = rect.x0; col < rect.x1 && entry < end; ++col) {
             const uint64_t tile = static_cast<uint64_t>(row) * tiles_x + col;
             keys[entry] = (tile << 32) | depth_bits;
             gaussian_ids[entry] = i;
