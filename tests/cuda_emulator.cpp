@@ -330,7 +330,7 @@ dim3 tile_grid(int width, int height) {
     return dim3((width + kTileSize - 1) / kTileSize, (height + kTileSize - 1) / kTileSize);
 }
 
-#define EMU_FOR_EACH_FEATURE_COUNT(CASE) CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(8)
+#define EMU_FOR_EACH_FEATURE_COUNT(CASE) CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(8) CASE(16) CASE(32) CASE(64)
 
 }  // namespace
 

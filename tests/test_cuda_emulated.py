@@ -59,7 +59,7 @@ _SIGNATURES = {
     "emu_hash_grid_forward": [_I32, _I32, _I64, _I32, _P, _P, _P, _P, _I32, _P],
     "emu_hash_grid_backward": [_I32, _I32, _I64, _I32, _P, _P, _P, _P, _I32, _P, _P, _P],
 }
-EMULATED_FEATURE_COUNTS = [1, 2, 3, 4, 5, 8]  # EMU_FOR_EACH_FEATURE_COUNT in the emulator
+EMULATED_FEATURE_COUNTS = [1, 2, 3, 4, 5, 8, 16, 32, 64]  # EMU_FOR_EACH_FEATURE_COUNT in the emulator
 
 
 class EmulatedExtension:
@@ -423,6 +423,9 @@ CASES = [
     (900, 32, 32, 3, 2, "dense"),
     (1200, 20, 36, 4, 7, "dense"),
     (1500, 32, 24, 5, 3, "faint"),
+    (400, 24, 24, 6, 15, "dense"),  # 16 features (with depth)
+    (120, 20, 20, 7, 31, "plain"),  # 32
+    (250, 20, 20, 8, 63, "plain"),  # 64
 ]
 
 
@@ -534,9 +537,9 @@ def test_cuda_backend_matches_torch_backend(emulated_backends, seed, channels, b
 def test_cuda_backend_pads_features_to_a_compiled_count(emulated_backends):
     from cuda_ext.rasterize import feature_padding
 
-    assert [feature_padding(f) for f in (1, 3, 5, 6, 8)] == [0, 0, 0, 2, 0]
-    with pytest.raises(Exception, match="at most 8 features"):
-        feature_padding(9)
+    assert [feature_padding(f) for f in (1, 3, 5, 6, 8, 9, 17, 33, 64)] == [0, 0, 0, 2, 0, 7, 15, 31, 0]
+    with pytest.raises(Exception, match="at most 64 features"):
+        feature_padding(65)
 
 
 # ---- hash grid -----------------------------------------------------------------------------------------------
