@@ -148,7 +148,7 @@ def test_killed_fit_resumes_to_the_same_step_count(sample_dataset, tmp_path):
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "30", "--no-progress"]) == 0
     output = capsys.readouterr().out
-    assert "video:" in output
+    assert "video:" in output and "rasterizer torch, hash grid HashGridEncoding" in output
     video = tmp_path / "demo" / "driven.mp4"
     with av.open(str(video)) as container:
         assert container.streams.video[0].frames == 200 and container.streams.audio
