@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tyro
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
+
+if TYPE_CHECKING:
+    from avatar.data.manifest import CaptureReport
 
 
 @dataclass
@@ -37,7 +41,7 @@ class DemoCommand:
 
 
 def _run_sample(command: SampleCommand) -> None:
-    from avatar.sample_clip import make_sample_clip
+    from avatar.sample.clip import make_sample_clip
 
     clip = make_sample_clip(command.out, seconds=command.seconds, seed=command.seed)
     print(f"sample clip: {clip.video}\nground truth: {clip.ground_truth}")
@@ -50,25 +54,25 @@ def _run_capture(config) -> None:
     _print_capture_report(config.out, report)
 
 
-def _print_capture_report(out: Path, report: dict) -> None:
+def _print_capture_report(out: Path, report: CaptureReport) -> None:
     print(
         f"dataset: {out}\n"
-        f"  frames {report['frames_total']} (tracked {report['frames_tracked']}, "
-        f"interpolated {report['frames_interpolated']}, missing {report['frames_missing']})\n"
-        f"  focal {report['focal_px']:.1f} px, reprojection error {report['reprojection_error_px']:.2f} px, "
-        f"{report['blinks']} blinks\n"
-        f"  {report['seconds']:.1f} s ({report['frames_total'] / max(report['seconds'], 1e-9):.1f} frames/s)\n"
+        f"  frames {report.frames_total} (tracked {report.frames_tracked}, "
+        f"interpolated {report.frames_interpolated}, missing {report.frames_missing})\n"
+        f"  focal {report.focal_px:.1f} px, reprojection error {report.reprojection_error_px:.2f} px, "
+        f"{report.blinks} blinks\n"
+        f"  {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)\n"
         f"  preview: {Path(out) / 'preview.png'}"
     )
 
 
 def _run_demo(command: DemoCommand) -> None:
+    from avatar.drive.video import RenderConfig
     from avatar.media.audio_io import save_wav
-    from avatar.sample_clip import make_sample_clip
-    from avatar.speech_synth import synthesize_speech
-    from avatar.train.checkpoint import has_checkpoint
-    from avatar.train.config import FitConfig
-    from avatar.video_render import RenderConfig
+    from avatar.runs.checkpoint import has_checkpoint
+    from avatar.runs.settings import FitConfig
+    from avatar.sample.clip import make_sample_clip
+    from avatar.sample.speech import synthesize_speech
     from capture.config import CaptureConfig
 
     clip = make_sample_clip(command.out / "sample")
@@ -98,42 +102,42 @@ def _run_fit(config) -> None:
 
     summary = run_fit(config)
     print(
-        f"run: {summary['run']}\n  {summary['steps']} steps in {summary['seconds']:.0f} s, "
-        f"{summary['gaussians']} Gaussians, held-out PSNR {summary['val_psnr']:.2f} dB\n"
-        f"  the capture's audio was lined up with its mouth motion by {summary['audio_offset_frames']} frames\n"
-        f"  rasterizer {summary['rasterizer']}, hash grid {summary['hash_grid']}"
+        f"run: {summary.run}\n  {summary.steps} steps in {summary.seconds:.0f} s, "
+        f"{summary.gaussians} Gaussians, held-out PSNR {summary.val_psnr:.2f} dB\n"
+        f"  the capture's audio was lined up with its mouth motion by {summary.audio_offset_frames} frames\n"
+        f"  rasterizer {summary.rasterizer}, hash grid {summary.hash_grid}"
     )
-    if summary["rasterizer_note"] and summary["device"].startswith("cuda"):
-        print(f"  our CUDA kernels were not used: {summary['rasterizer_note']}")
+    if summary.rasterizer_note and summary.device.startswith("cuda"):
+        print(f"  our CUDA kernels were not used: {summary.rasterizer_note}")
 
 
 def _run_render(config) -> None:
-    from avatar.video_render import render_video
+    from avatar.drive.video import render_video
 
     result = render_video(config)
     print(
-        f"video: {result['video']} ({result['frames']} frames, {result['seconds_of_audio']:.1f} s of audio)"
+        f"video: {result.video} ({result.frames} frames, {result.seconds_of_audio:.1f} s of audio)"
     )
 
 
 def _run_eval(config) -> None:
-    from avatar.evaluate import evaluate
+    from avatar.eval.evaluate import evaluate
 
     metrics = evaluate(config)
     print(
-        f"held-out frames: {metrics['frames']}\n"
-        f"  PSNR {metrics['psnr']:.2f} dB (head box {metrics['psnr_head_box']:.2f}, mouth {metrics['psnr_mouth']:.2f}), "
-        f"SSIM {metrics['ssim']:.4f} (head box {metrics['ssim_head_box']:.4f})\n"
-        f"  LMD {metrics['lmd_px']:.2f} px, mouth-opening correlation {metrics['mouth_open_correlation']:.3f}\n"
-        f"  rendering {metrics['render_fps']:.1f} frames/s on {metrics['device']}\n"
-        f"  metrics: {config.json}\n  side by side: {metrics['video']}\n  plot: {metrics['plot']}"
+        f"held-out frames: {metrics.frames}\n"
+        f"  PSNR {metrics.psnr:.2f} dB (head box {metrics.psnr_head_box:.2f}, mouth {metrics.psnr_mouth:.2f}), "
+        f"SSIM {metrics.ssim:.4f} (head box {metrics.ssim_head_box:.4f})\n"
+        f"  LMD {metrics.lmd_px:.2f} px, mouth-opening correlation {metrics.mouth_open_correlation:.3f}\n"
+        f"  rendering {metrics.render_fps:.1f} frames/s on {metrics.device}\n"
+        f"  metrics: {config.json}\n  side by side: {metrics.video}\n  plot: {metrics.plot}"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    from avatar.evaluate import EvalConfig
-    from avatar.train.config import FitConfig
-    from avatar.video_render import RenderConfig
+    from avatar.drive.video import RenderConfig
+    from avatar.eval.evaluate import EvalConfig
+    from avatar.runs.settings import FitConfig
     from capture.config import CaptureConfig
 
     command = tyro.extras.subcommand_cli_from_dict(

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 
 
 @dataclass(frozen=True)

@@ -55,35 +55,23 @@ import numpy as np
 from scipy.ndimage import correlate1d
 from scipy.spatial.transform import Rotation
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
+from avatar.core.pinhole import centered_intrinsics, focal_from_fov, project
+from avatar.face.landmarks import (
+    EYE_OUTER_CORNERS,
+    GLABELLA,
+    MIRROR_PAIRS,
+    NUM_LANDMARKS,
+    STABLE_LANDMARKS,
+    SUBNASALE,
+)
 
 log = logging.getLogger(__name__)
 
-NUM_LANDMARKS = 478
 EYE_CORNER_DISTANCE_M = 0.09
 DEFAULT_FOV_DEG = 36.0
 FOCAL_SEARCH_RANGE = (0.4, 5.0)  # times the crop size
 
-# Landmarks that move little with expression: forehead, temples and the face side at ear level, the nose
-# bridge and tip, eye corners. Not lips, jaw, cheeks, eyelids, eyebrows or nostril wings.
-STABLE_LANDMARKS: tuple[int, ...] = (
-    # forehead and glabella
-    10, 109, 67, 338, 297, 151, 108, 337, 69, 299, 9, 103, 332,
-    # temples and face side at ear level
-    54, 284, 21, 251, 162, 389, 127, 356, 234, 454,
-    # nose bridge, sides, tip and base
-    168, 6, 197, 195, 5, 4, 1, 2, 122, 351, 196, 419, 45, 275, 220, 440,
-    # eye corners
-    33, 133, 263, 362, 130, 359, 243, 463,
-)  # fmt: skip
-
-# (image-left, image-right) on a frontal face, i.e. (subject's right, subject's left)
-_MIRROR_PAIRS = (
-    (33, 263), (133, 362), (130, 359), (243, 463), (234, 454), (127, 356), (162, 389), (21, 251), (54, 284),
-    (103, 332), (67, 297), (109, 338), (108, 337), (69, 299), (122, 351), (196, 419), (45, 275), (220, 440),
-)  # fmt: skip
-_EYE_OUTER = (33, 263)
-_GLABELLA, _SUBNASALE = 9, 2
 
 _FIT_FRAMES = 120  # frames subsampled for the focal search and the canonical shape
 _MIN_FOCAL_FRAMES = 25  # fewer valid frames: the default focal is used
@@ -109,22 +97,9 @@ class HeadPoseFit:
     focal_estimated: bool  # True: f was estimated from the clip; False: given, or the default field of view
 
 
-def intrinsics(focal_px: float, size: int) -> np.ndarray:
-    """[3, 3] pinhole matrix with square pixels and the principal point at the crop centre."""
-    c = size / 2
-    return np.array([[focal_px, 0.0, c], [0.0, focal_px, c], [0.0, 0.0, 1.0]])
-
-
 def default_focal_px(size: int, fov_deg: float = DEFAULT_FOV_DEG) -> float:
     """Focal length in pixels that gives the crop a horizontal field of view of `fov_deg`."""
-    return size / 2 / math.tan(math.radians(fov_deg) / 2)
-
-
-def project(points_head: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """points_head [..., P, 3], R [..., 3, 3], t [..., 3], K [3, 3] -> pixels [..., P, 2]."""
-    cam = np.einsum("...ij,...pj->...pi", R, points_head) + t[..., None, :]
-    uvw = cam @ K.T
-    return uvw[..., :2] / uvw[..., 2:3]
+    return focal_from_fov(fov_deg, size)
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
@@ -168,15 +143,17 @@ def _similarity_align(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.
 def _head_frame(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """points [478, 3] in a right-handed frame -> (scale, axes [3, 3], origin [3]) such that
     scale * axes @ (points - origin) is the shape in the head frame (see the module docstring)."""
-    left, right = np.asarray(_MIRROR_PAIRS).T
+    left, right = np.asarray(MIRROR_PAIRS).T
     x = np.sum(points[right] - points[left], axis=0)
     x /= np.linalg.norm(x)
-    down = points[_SUBNASALE] - points[_GLABELLA]
+    down = points[SUBNASALE] - points[GLABELLA]
     y = down - (down @ x) * x
     y /= np.linalg.norm(y)
     axes = np.stack([x, y, np.cross(x, y)])
     origin = points[_STABLE].mean(axis=0)
-    scale = EYE_CORNER_DISTANCE_M / np.linalg.norm(points[_EYE_OUTER[1]] - points[_EYE_OUTER[0]])
+    scale = EYE_CORNER_DISTANCE_M / np.linalg.norm(
+        points[EYE_OUTER_CORNERS[1]] - points[EYE_OUTER_CORNERS[0]]
+    )
     return float(scale), axes, origin
 
 
@@ -595,7 +572,7 @@ def fit_head_pose(
     rotations[indices], translations[indices] = poses.rotations, poses.translations
     rotations, translations = _smooth_poses(rotations, translations, valid, smoothing_sigma_frames)
 
-    K = intrinsics(focal_px, size)
+    K = centered_intrinsics(focal_px, size)
     error = np.full(len(landmarks), np.nan)
     pixels = project(canonical[_STABLE], rotations[indices], translations[indices], K)
     error[indices] = np.linalg.norm(pixels - observed[:, _STABLE, :2], axis=-1).mean(axis=1)

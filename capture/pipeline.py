@@ -7,7 +7,6 @@ directory without it is never taken for a finished dataset.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -20,17 +19,26 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from avatar.atomic import atomic_directory, write_bytes, write_json, write_npy, write_npz
-from avatar.audio_features import AudioFeatureConfig, audio_features_for_frames
-from avatar.dataset import DATASET_FORMAT, DATASET_VERSION, DatasetLayout, Tracking, write_masks
-from avatar.errors import AvatarError
+from avatar.audio.features import AudioFeatureConfig, audio_features_for_frames
+from avatar.core.atomic import atomic_directory, write_bytes, write_json, write_npy, write_npz
+from avatar.core.errors import AvatarError
+from avatar.core.records import decode, encode
+from avatar.data.dataset import DatasetLayout, Tracking, write_masks
+from avatar.data.manifest import (
+    AudioTrack,
+    CaptureReport,
+    DatasetManifest,
+    FileFingerprint,
+    PixelSquare,
+    SourceVideo,
+)
+from avatar.face import mediapipe_models as models
+from avatar.face.regions import face_hull, segment_masks
 from avatar.media.audio_io import load_audio, save_wav
-from capture import mediapipe_models as models
 from capture.background import BackgroundAccumulator
 from capture.concurrency import BackgroundWriter, prefetch
 from capture.config import CaptureConfig
 from capture.crop import SquareCrop, choose_crop
-from capture.face_regions import face_hull, segment_masks
 from capture.face_track import describe_frames, fill_gaps, select_largest_track
 from capture.head_pose import DEFAULT_FOV_DEG, fit_head_pose
 from capture.preview import contact_sheet
@@ -40,14 +48,6 @@ from capture.video_source import VideoInfo, iter_frames, probe_video, sample_fra
 AUDIO_SAMPLE_RATE = 16000
 MAX_FACES = 2
 STATE_VERSION = 1
-
-
-def file_fingerprint(path: Path) -> dict:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return {"name": path.name, "size_bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _write_image(path: Path, image: np.ndarray, params: list[int]) -> None:
@@ -87,7 +87,7 @@ class CaptureRun:
                 fix="Choose a --out directory you can write to",
             ) from error
         fresh = {
-            "format": DATASET_FORMAT,
+            "format": DatasetManifest.FORMAT,
             "state_version": STATE_VERSION,
             "source": source,
             "audio_source": audio_source,
@@ -137,7 +137,7 @@ class CaptureRun:
         return result
 
     # ---- the run ----------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self) -> CaptureReport:
         config = self.config
         start = time.perf_counter()
         video = Path(config.video)
@@ -159,7 +159,8 @@ class CaptureRun:
         if audio_path is not None and not audio_path.is_file():
             raise AvatarError("no such audio file", path=audio_path, fix="Check the path given to --audio")
         state = self._prepare_output(
-            file_fingerprint(video), None if audio_path is None else file_fingerprint(audio_path)
+            encode(FileFingerprint.of(video)),
+            None if audio_path is None else encode(FileFingerprint.of(audio_path)),
         )
         self.layout.manifest.unlink(missing_ok=True)
 
@@ -168,60 +169,72 @@ class CaptureRun:
             self._stage(state, "locate", lambda: self._locate(info, num_frames))["crop"]
         )
         self._stage(state, "track", lambda: self._track(info, crop, num_frames))
-        solve = self._stage(state, "solve", lambda: self._solve(num_frames))
+        self._stage(state, "solve", lambda: self._solve(num_frames))
         self._stage(state, "masks", lambda: self._masks(num_frames))
-        background = self._stage(state, "background", self._background)
+        self._stage(state, "background", self._background)
         self._stage(state, "audio_features", lambda: self._audio_features(num_frames))
-        split = self._stage(state, "split", lambda: self._split(num_frames))
+        self._stage(state, "split", lambda: self._split(num_frames))
         self._stage(state, "preview", lambda: self._preview(num_frames))
 
-        report = {
-            "frames_total": num_frames,
-            "frames_tracked": solve["frames_tracked"],
-            "frames_interpolated": solve["frames_interpolated"],
-            "frames_missing": solve["frames_missing"],
-            "fps": config.fps,
-            "size": config.size,
-            "focal_px": solve["focal_px"],
-            "focal_estimated": solve["focal_estimated"],
-            "reprojection_error_px": solve["reprojection_error_px"],
-            "reprojection_error_px_max": solve["reprojection_error_px_max"],
-            "blinks": solve["blinks"],
-            "multi_face_frames": solve["multi_face_frames"],
-            "background_unseen_fraction": background["unseen_fraction"],
-            "background_face_found": background["face_found"],
-            "train_frames": split["train"],
-            "val_frames": split["val"],
-            "seconds": round(time.perf_counter() - start, 3),
-            "stage_seconds": {name: round(value, 3) for name, value in self.timings.items()},
-            "source": {
-                "path": str(video),
-                "width": info.width,
-                "height": info.height,
-                "rotation_ccw_deg": info.rotation_ccw_deg,
-                "codec": info.codec,
-                "duration_s": info.duration_s,
-                "fps": info.source_fps,
-            },
-            "crop": crop.to_dict(),
-            "warnings": self.warnings + state["stages"]["solve"].get("warnings", []),
-        }
-        write_json(self.layout.report, report)
-        manifest = {
-            "format": DATASET_FORMAT,
-            "version": DATASET_VERSION,
-            "num_frames": num_frames,
-            "fps": config.fps,
-            "size": config.size,
-            "source": state["source"],
-            "audio": {"sample_rate": AUDIO_SAMPLE_RATE, "source": state["audio_source"] or state["source"]},
-            "audio_features": state["stages"]["audio_features"]["config"],
-            "crop": crop.to_dict(),
-            "source_size": [info.width, info.height],
-            "mask_channels": ["person", "head", "torso", "mouth"],
-        }
-        write_json(self.layout.manifest, manifest)
+        report = self._report(info, crop, state, start, num_frames)
+        report.write(self.layout.report)
+        self._manifest(info, crop, state, num_frames).write(self.layout.manifest)
         return report
+
+    # ---- records ----------------------------------------------------------------------------------------
+    def _report(
+        self, info: VideoInfo, crop: SquareCrop, state: dict, start: float, num_frames: int
+    ) -> CaptureReport:
+        config, stages = self.config, state["stages"]
+        solve, background, split = stages["solve"], stages["background"], stages["split"]
+        return CaptureReport(
+            frames_total=num_frames,
+            frames_tracked=solve["frames_tracked"],
+            frames_interpolated=solve["frames_interpolated"],
+            frames_missing=solve["frames_missing"],
+            fps=config.fps,
+            size=config.size,
+            focal_px=solve["focal_px"],
+            focal_estimated=solve["focal_estimated"],
+            reprojection_error_px=solve["reprojection_error_px"],
+            reprojection_error_px_max=solve["reprojection_error_px_max"],
+            blinks=solve["blinks"],
+            multi_face_frames=solve["multi_face_frames"],
+            background_unseen_fraction=background["unseen_fraction"],
+            background_face_found=background["face_found"],
+            train_frames=split["train"],
+            val_frames=split["val"],
+            seconds=round(time.perf_counter() - start, 3),
+            stage_seconds={name: round(value, 3) for name, value in self.timings.items()},
+            source=SourceVideo(
+                path=str(config.video),
+                width=info.width,
+                height=info.height,
+                rotation_ccw_deg=info.rotation_ccw_deg,
+                codec=info.codec,
+                duration_s=info.duration_s,
+                fps=info.source_fps,
+            ),
+            crop=PixelSquare(crop.x0, crop.y0, crop.side),
+            warnings=tuple(self.warnings + solve.get("warnings", [])),
+        )
+
+    def _manifest(self, info: VideoInfo, crop: SquareCrop, state: dict, num_frames: int) -> DatasetManifest:
+        features = dict(state["stages"]["audio_features"]["config"])
+        shape = tuple(features.pop("shape"))
+        return DatasetManifest(
+            num_frames=num_frames,
+            fps=self.config.fps,
+            size=self.config.size,
+            source=decode(FileFingerprint, state["source"]),
+            audio=AudioTrack(
+                AUDIO_SAMPLE_RATE, decode(FileFingerprint, state["audio_source"] or state["source"])
+            ),
+            audio_features=AudioFeatureConfig(**features),
+            audio_features_shape=shape,
+            crop=PixelSquare(crop.x0, crop.y0, crop.side),
+            source_size=(info.width, info.height),
+        )
 
     # ---- stages -----------------------------------------------------------------------------------------
     def _extract_audio(self, source: Path, num_frames: int) -> dict:
@@ -418,6 +431,6 @@ class CaptureRun:
         return {}
 
 
-def run_capture(config: CaptureConfig) -> dict:
+def run_capture(config: CaptureConfig) -> CaptureReport:
     """Runs (or finishes) a capture and returns its report."""
     return CaptureRun(config).run()

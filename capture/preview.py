@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatar.atomic import write_bytes
-from avatar.dataset import DatasetLayout, Tracking, read_masks
+from avatar.core.atomic import write_bytes
+from avatar.data.dataset import DatasetLayout, Tracking, read_masks
 
 TILE = 256
 AXIS_LENGTH_M = 0.06

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from capture.face_regions import eye_openness, mouth_openness
+from avatar.face.measures import eye_openness, mouth_openness
 from capture.face_track import runs
 
 

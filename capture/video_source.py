@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 
 
 @dataclass(frozen=True)

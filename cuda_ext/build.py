@@ -7,7 +7,7 @@ tree loads in a fraction of a second. The cache root is `$AVATAR_CUDA_CACHE`, el
 `$XDG_CACHE_HOME/splat-avatar/cuda_ext`, else `~/.cache/splat-avatar/cuda_ext`.
 
 Without a CUDA build of torch, a visible GPU, a CUDA toolkit (nvcc) or ninja, or when the build fails,
-`load_extension()` raises `CudaExtensionUnavailable` (an `AvatarError` saying what is missing) and remembers
+`load_extension()` raises `CudaExtensionUnavailable` (a `CudaExtError` saying what is missing) and remembers
 it for the rest of the process; the "auto" backends of the rasterizer and the hash grid then use PyTorch.
 
 To compile at install time, so that the first render does not wait for the build (one to a few minutes):
@@ -32,7 +32,7 @@ from types import ModuleType
 
 import torch
 
-from avatar.errors import AvatarError
+from cuda_ext.errors import CudaExtensionUnavailable
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 BINDINGS = "bindings.cpp"
@@ -43,10 +43,6 @@ _INSTALL_HINT = (
     "Install a CUDA build of torch and the matching CUDA toolkit (nvcc), or use backend='torch'; "
     "'python -m cuda_ext.build --verbose' shows the whole build"
 )
-
-
-class CudaExtensionUnavailable(AvatarError):
-    """The CUDA extension cannot be used in this process (no GPU, no toolkit, or its build failed)."""
 
 
 _lock = threading.Lock()
@@ -172,7 +168,6 @@ def _build(verbose: bool, force: bool) -> ModuleType:
         tail = message[-4000:] if len(message) > 4000 else message
         raise CudaExtensionUnavailable(
             f"building the CUDA extension in {directory} failed ({type(error).__name__}): {tail}",
-            path=directory,
             fix=_INSTALL_HINT,
         ) from error
 

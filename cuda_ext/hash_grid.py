@@ -1,75 +1,47 @@
-"""The "cuda" hash-grid backend: avatar.encoding.hash_grid's encoding computed by this package's kernels.
+"""The hash-grid encoding on this package's kernels, as an autograd Function on plain tensors.
 
-Same layout, hashing, +0.5 offset, clamping and float32/float64 arithmetic as `hash_grid_encode` (the float32
-grid coordinate is one fmaf, as tiny-cuda-nn's), first derivatives w.r.t. positions and parameters; the
-parameter gradient is accumulated with atomicAdd, so its summation order (not its value) varies run to run.
+The grid's layout (the levels' scales, resolutions, table sizes, offsets and whether each is hashed), hashing,
++0.5 offset and float32/float64 arithmetic are those of the PyTorch reference
+(avatar.model.encoding.hash_grid.hash_grid_encode); the float32 grid coordinate is one fmaf, as
+tiny-cuda-nn's. First derivatives w.r.t. positions and parameters; the parameter gradient is accumulated with
+atomicAdd, so its summation order (not its value) varies run to run.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from avatar.encoding.hash_grid import (
-    INTERPOLATIONS,
-    N_POS_DIMS,
-    HashGridConfig,
-    HashGridEncoding,
-    flatten_level_tables,
-    level_tables,
-)
 from cuda_ext.build import load_extension
 
-
-@functools.cache
-def _level_tensors(config: HashGridConfig, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Per-level scales [L] float64 and (resolution, table_size, offset, hashed) [L, 4] int64 on `device`."""
-    levels = config.levels()
-    scales = torch.tensor([level.scale for level in levels], dtype=torch.float64, device=device)
-    info = torch.tensor(
-        [[level.resolution, level.table_size, level.offset, int(level.hashed)] for level in levels],
-        dtype=torch.int64,
-        device=device,
-    )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # cached for every later call, on whichever stream it runs
-    return scales, info
+INTERPOLATIONS = ("Nearest", "Linear", "Smoothstep")  # the kernel's interpolation codes (csrc/hash_grid.cuh)
 
 
 class _HashGridCudaFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, positions: Tensor, params: Tensor, config: HashGridConfig) -> Tensor:
+    def forward(ctx, positions, params, level_scales, level_info, features_per_level, interpolation):
         work = positions.to(params.dtype).contiguous()
-        scales, info = _level_tensors(config, params.device)
-        ctx.config = config
+        ctx.layout = (level_scales, level_info, features_per_level, interpolation)
         ctx.positions_dtype = positions.dtype
         ctx.save_for_backward(work, params)
         return load_extension().hash_grid_forward(
-            work,
-            params,
-            scales,
-            info,
-            config.n_features_per_level,
-            INTERPOLATIONS.index(config.interpolation),
+            work, params, level_scales, level_info, features_per_level, interpolation
         )
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx, grad_out: Tensor):
         work, params = ctx.saved_tensors
-        config: HashGridConfig = ctx.config
+        level_scales, level_info, features_per_level, interpolation = ctx.layout
         need_positions, need_params = ctx.needs_input_grad[:2]
-        scales, info = _level_tensors(config, params.device)
         grad_params, grad_work = load_extension().hash_grid_backward(
             work,
             params,
-            scales,
-            info,
-            config.n_features_per_level,
-            INTERPOLATIONS.index(config.interpolation),
+            level_scales,
+            level_info,
+            features_per_level,
+            interpolation,
             grad_out.to(params.dtype).contiguous(),
             need_params,
             need_positions,
@@ -78,43 +50,39 @@ class _HashGridCudaFunction(torch.autograd.Function):
             grad_work.to(ctx.positions_dtype) if need_positions else None,
             grad_params if need_params else None,
             None,
+            None,
+            None,
+            None,
         )
 
 
-def hash_grid_encode_cuda(positions: Tensor, params: Tensor | list[Tensor], config: HashGridConfig) -> Tensor:
-    """`avatar.encoding.hash_grid.hash_grid_encode` on the GPU (same arguments, checks and result).
+def hash_grid_encode_cuda(
+    positions: Tensor,
+    params: Tensor,
+    level_scales: Tensor,
+    level_info: Tensor,
+    features_per_level: int,
+    interpolation: str,
+) -> Tensor:
+    """Encodes positions with a multi-resolution hash grid.
 
     Args:
-        positions: Tensor  # [..., 3] in [0, 1] (clamped), on the parameters' CUDA device
-        params: Tensor  # [P] in tiny-cuda-nn's flat layout (float32 or float64), or L tables [table_size_l, F]
+        positions: Tensor  # [M, 3] in [0, 1] (the caller clamps), on the parameters' device
+        params: Tensor  # [P] float32 or float64, every level's table in tiny-cuda-nn's flat layout
+        level_scales: Tensor  # [L] float64, each level's scale
+        level_info: Tensor  # [L, 4] int64: resolution, table size (rows), offset (rows), hashed (0/1)
+        features_per_level: int  # F
+        interpolation: str  # one of INTERPOLATIONS
     Returns:
-        features: Tensor  # [..., L * F] in the parameters' dtype
+        features: Tensor  # [M, L * F] in the parameters' dtype
     """
-    if not isinstance(params, Tensor):
-        params = flatten_level_tables(params, config)
-    level_tables(params, config)  # validates the shape
-    if params.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"params must be float32 or float64, got {params.dtype}")
-    if positions.shape[-1] != N_POS_DIMS:
-        raise ValueError(f"positions must have shape [..., 3], got {list(positions.shape)}")
-    if not positions.is_floating_point():
-        raise ValueError(f"positions must be floating point, got {positions.dtype}")
-    if params.device.type != "cuda" or positions.device != params.device:
-        raise ValueError(
-            f"params and positions must be on one CUDA device, got {params.device}, {positions.device}"
-        )
-    batch_shape = positions.shape[:-1]
-    flat = positions.reshape(-1, N_POS_DIMS).clamp(0.0, 1.0)
-    features = _HashGridCudaFunction.apply(flat, params.contiguous(), config)
-    return features.reshape(*batch_shape, config.n_output_dims)
-
-
-class CudaHashGridEncoding(HashGridEncoding):
-    """`HashGridEncoding` (same parameters, initialisation and state dict) evaluated by the CUDA kernels
-    while its parameters are on a GPU, and by the PyTorch code when they are on the CPU."""
-
-    def forward(self, positions: Tensor) -> Tensor:
-        """positions [..., 3] in [0, 1] (clamped) -> features [..., L * F] in the parameters' dtype."""
-        if self.params.device.type != "cuda":
-            return super().forward(positions)
-        return hash_grid_encode_cuda(positions, self.params, self.config)
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    return _HashGridCudaFunction.apply(
+        positions,
+        params,
+        level_scales,
+        level_info,
+        int(features_per_level),
+        INTERPOLATIONS.index(interpolation),
+    )

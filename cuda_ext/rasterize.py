@@ -5,23 +5,34 @@ The stages mirror avatar.render step for step, so that a parity run can compare 
 (avatar.render.tiles.bin_gaussians with alpha_half_extents), `rasterize_to_pixels_cuda`
 (avatar.render.rasterize_torch.rasterize_to_pixels_torch, plus an optional per-channel background), and
 `rasterize_cuda`, which chains them with the conventions of avatar.render.rasterize.rasterize and returns the
-same RenderOutput. Everything is float32 on one CUDA device.
+same outputs (`CudaRender`). Everything is float32 on one CUDA device.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from avatar.errors import AvatarError
-from avatar.render.rasterize import RenderOutput
-from avatar.render.tiles import TILE_SIZE
 from cuda_ext.build import load_extension, unavailable_reason
+from cuda_ext.errors import CudaExtError
+
+TILE_SIZE = 16  # pixels per tile side, as csrc/common.cuh compiles it
 
 _FALLBACK = "Use backend='torch' (or 'auto', which picks what this machine supports)"
+
+
+class CudaRender(NamedTuple):
+    """One rendered view; `means2d` is the projected-means tensor the image was computed from."""
+
+    rgb: Tensor  # [H, W, C] composited over the background when one is given
+    alpha: Tensor  # [H, W, 1]
+    depth: Tensor  # [H, W, 1]
+    radii: Tensor  # [N] int32
+    means2d: Tensor  # [N, 2]
 
 
 class _ProjectGaussians(torch.autograd.Function):
@@ -188,7 +199,7 @@ def feature_padding(num_features: int) -> int:
     counts = load_extension().rasterize_feature_counts()
     fitting = [count for count in counts if count >= num_features]
     if not fitting:
-        raise AvatarError(
+        raise CudaExtError(
             f"the cuda rasterizer composites at most {counts[-1]} features per Gaussian, got {num_features}",
             fix=_FALLBACK,
         )
@@ -229,7 +240,7 @@ def rasterize_to_pixels_cuda(
     return image[..., :num_features], alpha
 
 
-def unsupported_reason(
+def inputs_unsupported_reason(
     means: Tensor,
     quats: Tensor,
     scales: Tensor,
@@ -239,7 +250,8 @@ def unsupported_reason(
     K: Tensor,
     background: Tensor | None = None,
 ) -> str | None:
-    """Why the cuda backend cannot render these inputs (checked without compiling), or None."""
+    """Why CUDA rasterizer kernels (ours, and gsplat's as this project calls them) cannot take these inputs:
+    they must be float32 tensors on one CUDA device, with no gradient asked w.r.t. K. None when they can."""
     tensors = [means, quats, scales, opacities, colors, viewmat, K] + (
         [] if background is None else [background]
     )
@@ -248,10 +260,16 @@ def unsupported_reason(
     if any(tensor.device != means.device for tensor in tensors):
         return "the inputs are not all on one device"
     if any(tensor.dtype != torch.float32 for tensor in tensors):
-        return "the cuda backend renders float32 inputs only"
+        return "the CUDA rasterizers render float32 inputs only"
     if K.requires_grad:
-        return "the cuda backend does not differentiate w.r.t. the intrinsics K"
-    return unavailable_reason()
+        return "the CUDA rasterizers do not differentiate w.r.t. the intrinsics K"
+    return None
+
+
+def unsupported_reason(*inputs: Tensor | None) -> str | None:
+    """Why `rasterize_cuda` cannot render these inputs (as inputs_unsupported_reason, checked without
+    compiling, then whether the extension can be used here), or None."""
+    return inputs_unsupported_reason(*inputs) or unavailable_reason()
 
 
 def rasterize_cuda(
@@ -268,16 +286,16 @@ def rasterize_cuda(
     near_plane: float,
     far_plane: float,
     eps2d: float,
-) -> RenderOutput:
-    """The "cuda" backend of avatar.render.rasterize (same arguments, conventions and RenderOutput).
+) -> CudaRender:
+    """avatar.render.rasterize's conventions on this package's kernels (same arguments; see CudaRender).
 
     Differentiable w.r.t. means, quats, scales, opacities, colors, background and viewmat. Raises
-    AvatarError when the inputs are not float32 CUDA tensors on one device, when K requires a gradient, or
+    CudaExtError when the inputs are not float32 CUDA tensors on one device, when K requires a gradient, or
     (CudaExtensionUnavailable) when the kernels cannot be built here.
     """
     reason = unsupported_reason(means, quats, scales, opacities, colors, viewmat, K, background)
     if reason is not None:
-        raise AvatarError(f"the cuda rasterizer cannot render this: {reason}", fix=_FALLBACK)
+        raise CudaExtError(f"the cuda rasterizer cannot render this: {reason}", fix=_FALLBACK)
     load_extension()
     means2d, conics, depths, radii, cov2d = project_gaussians_cuda(
         means,
@@ -302,4 +320,4 @@ def rasterize_cuda(
     rgb, depth = image[..., :-1], image[..., -1:]
     if background is not None and background.dim() == 3:
         rgb = rgb + (1.0 - alpha) * background
-    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth, radii=radii, means2d=means2d)
+    return CudaRender(rgb=rgb, alpha=alpha, depth=depth, radii=radii, means2d=means2d)

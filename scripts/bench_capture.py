@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from bench_record import record_header
 
-from avatar.atomic import write_json
-from avatar.sample_clip import make_sample_clip
+from avatar.core.atomic import write_json
+from avatar.sample.clip import make_sample_clip
 from capture.config import CaptureConfig
 from capture.pipeline import run_capture
 
@@ -38,15 +38,15 @@ def main() -> None:
                 CaptureConfig(video=video, out=Path(scratch) / f"dataset_{video.stem}", size=args.size)
             )
             wall = time.perf_counter() - start
-            frames = report["frames_total"]
+            frames = report.frames_total
             row = {
                 "video": video.name,
                 "frames": frames,
                 "size": args.size,
                 "seconds": round(wall, 3),
                 "frames_per_second": round(frames / wall, 2),
-                "realtime_factor": round(frames / wall / report["fps"], 2),
-                "stage_seconds": report["stage_seconds"],
+                "realtime_factor": round(frames / wall / report.fps, 2),
+                "stage_seconds": report.stage_seconds,
             }
             results.append(row)
             print(

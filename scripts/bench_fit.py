@@ -23,9 +23,9 @@ from pathlib import Path
 
 from bench_record import REPO, record_header, write_record
 
-from avatar.drive import choose_device
-from avatar.errors import AvatarError
-from avatar.train.config import PRESETS, FitConfig
+from avatar.core.backends import resolve_device
+from avatar.core.errors import AvatarError
+from avatar.runs.settings import PRESETS, FitConfig
 from avatar.train.trainer import run_fit
 
 
@@ -80,13 +80,13 @@ def bench_pair(
     return {
         "rasterizer": rasterizer,
         "hash_grid": hash_grid,
-        "steps": summary["steps"],
+        "steps": summary.steps,
         "seconds": seconds,
-        "seconds_per_step": seconds / summary["steps"],
+        "seconds_per_step": seconds / summary.steps,
         "stages": stages,
         f"projected_{preset}_seconds": projected_seconds(stages, preset),
-        "gaussians": summary["gaussians"],
-        "val_psnr": summary["val_psnr"],
+        "gaussians": summary.gaussians,
+        "val_psnr": summary.val_psnr,
     }
 
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        device = choose_device(args.device)
+        device = resolve_device(args.device)
         results = []
         with tempfile.TemporaryDirectory() as scratch:
             for rasterizer, hash_grid in args.pairs:

@@ -15,7 +15,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from avatar.atomic import write_json  # noqa: E402
+from avatar.core.atomic import write_json  # noqa: E402
 
 
 def git_commit() -> str:

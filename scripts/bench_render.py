@@ -32,8 +32,10 @@ import torch
 from bench_record import REPO, record_header, write_record
 from bench_render_cpu import Scene, camera, head_blob
 
+from avatar.core.backends import cuda_kernels_unavailable_reason, gsplat_unavailable_reason
 from avatar.model import CanonicalGaussians, DeformationConfig, FrameConditions, GaussianSet, TalkingHead
 from avatar.render import rasterize
+from cuda_ext.rasterize import inputs_unsupported_reason
 
 
 def time_cuda(fn: Callable[[], object], warmup: int, repeats: int, max_seconds: float) -> dict:
@@ -97,20 +99,9 @@ def render_steps(scene: Scene, viewmat, K, size: int, backend: str) -> tuple[Cal
 def unavailable(backend: str, scene: Scene, viewmat, K) -> str | None:
     args = (scene.means, scene.quats, scene.scales, scene.opacities, scene.colors, viewmat, K)
     if backend == "cuda":
-        from cuda_ext.build import CudaExtensionUnavailable, load_extension
-        from cuda_ext.rasterize import unsupported_reason
-
-        reason = unsupported_reason(*args)
-        if reason is None:
-            try:
-                load_extension()
-            except CudaExtensionUnavailable as error:
-                reason = str(error)
-        return reason
+        return inputs_unsupported_reason(*args) or cuda_kernels_unavailable_reason()
     if backend == "gsplat":
-        from cuda_ext.gsplat_backend import unsupported_reason
-
-        return unsupported_reason(*args)
+        return inputs_unsupported_reason(*args) or gsplat_unavailable_reason()
     return None
 
 

@@ -126,7 +126,8 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 import cuda_ext.hash_grid as hash_grid
 import cuda_ext.rasterize as rasterize
-from avatar.encoding.hash_grid import HashGridConfig
+from avatar.model.encoding.hash_grid import HashGridConfig
+from avatar.model.encoding.hash_grid_cuda import _level_tensors
 
 rasterize.load_extension = hash_grid.load_extension = lambda: module
 n, size, zeros = 4, 32, torch.zeros
@@ -136,6 +137,8 @@ features, background, alpha = zeros(n, 4), zeros(4), zeros(size, size, 1)
 bins = rasterize.CudaTileBins(zeros(0, dtype=torch.int64), ids, offsets, radii, 2, 2)
 config = HashGridConfig(n_levels=2, n_features_per_level=2, log2_hashmap_size=8, base_resolution=4)
 positions, params = zeros(n, 3), zeros(config.n_params)
+scales, info = _level_tensors(config, torch.device("cpu"))
+layout = (scales, info, config.n_features_per_level, 1)
 calls = {
     "project_forward": lambda: rasterize.project_gaussians_cuda(means, quats, scales, viewmat, K, size, size),
     "project_backward": lambda: rasterize._ProjectGaussians.backward(
@@ -151,10 +154,11 @@ calls = {
                                              offsets, alpha, zeros(size, size, dtype=torch.int32)),
                               size=(size, size), needs_input_grad=(True,) * 9),
         zeros(size, size, 4), alpha),
-    "hash_grid_forward": lambda: hash_grid._HashGridCudaFunction.apply(positions, params, config),
+    "hash_grid_forward": lambda: hash_grid.hash_grid_encode_cuda(positions, params, scales, info,
+                                                                 config.n_features_per_level, "Linear"),
     "hash_grid_backward": lambda: hash_grid._HashGridCudaFunction.backward(
-        types.SimpleNamespace(saved_tensors=(positions, params), config=config, positions_dtype=torch.float32,
-                              needs_input_grad=(True, True, False)),
+        types.SimpleNamespace(saved_tensors=(positions, params), layout=layout, positions_dtype=torch.float32,
+                              needs_input_grad=(True, True) + (False,) * 4),
         zeros(n, config.n_output_dims)),
 }
 for name, call in calls.items():

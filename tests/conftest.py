@@ -30,7 +30,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def sample_clip(tmp_path_factory):
     """The built-in sample clip (12 s) and its ground truth, generated once per test session."""
-    from avatar.sample_clip import make_sample_clip
+    from avatar.sample.clip import make_sample_clip
 
     return make_sample_clip(tmp_path_factory.mktemp("sample"))
 
@@ -49,8 +49,8 @@ def sample_dataset(tmp_path_factory, sample_clip):
 @pytest.fixture(scope="session")
 def sample_runs(tmp_path_factory, sample_dataset):
     """The tiny preset fitted to the sample, with audio and with the audio tokens zeroed, and both evaluated."""
-    from avatar.evaluate import EvalConfig, evaluate
-    from avatar.train.config import FitConfig
+    from avatar.eval.evaluate import EvalConfig, evaluate
+    from avatar.runs.settings import FitConfig
     from avatar.train.trainer import run_fit
 
     root = tmp_path_factory.mktemp("runs")

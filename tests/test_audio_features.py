@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from avatar import audio_features
-from avatar.audio_features import (
+from avatar.audio import features as audio_features
+from avatar.audio.features import (
     AudioFeatureConfig,
     audio_features_for_frames,
     frame_audio_windows,

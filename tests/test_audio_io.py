@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 from avatar.media.audio_io import audio_duration_seconds, load_audio, save_wav
 
 LOSSLESS = {"wav": "pcm_s16le", "flac": "flac"}

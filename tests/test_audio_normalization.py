@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.signal import lfilter
 
-from avatar.audio_features import audio_features_for_frames, num_video_frames
-from avatar.audio_normalization import (
+from avatar.audio.features import audio_features_for_frames, num_video_frames
+from avatar.audio.normalization import (
     AudioAugmentation,
     AudioNormalization,
     augment_audio_windows,
@@ -14,8 +14,8 @@ from avatar.audio_normalization import (
     lifter,
     normalize_audio_windows,
 )
-from avatar.audio_sync import speech_loudness
-from avatar.speech_synth import synthesize_speech
+from avatar.audio.sync import speech_loudness
+from avatar.sample.speech import synthesize_speech
 
 RATE = 16000
 FPS = 25.0

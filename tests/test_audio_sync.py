@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.audio_sync import audio_offset_frames, shift_frames, speech_loudness
+from avatar.audio.sync import audio_offset_frames, shift_frames, speech_loudness
 
 
 def _syllables(count: int, seed: int) -> np.ndarray:

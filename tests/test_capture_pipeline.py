@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pytest
 
 from avatar.cli import main
-from avatar.dataset import Dataset
-from avatar.errors import AvatarError
-from avatar.sample_clip import load_sample_ground_truth
-from capture import mediapipe_models as models
+from avatar.core.errors import AvatarError
+from avatar.data.dataset import Dataset
+from avatar.data.manifest import CaptureReport
+from avatar.face import mediapipe_models as models
+from avatar.sample.clip import load_sample_ground_truth
 from capture import pipeline
 from capture.config import CaptureConfig
 from capture.pipeline import run_capture
 from tests.media import read_frames, set_mp4_rotation, write_video
 
-REPORT_KEYS = {
-    "frames_total", "frames_tracked", "frames_interpolated", "fps", "size", "focal_px", "reprojection_error_px", "seconds",
-}  # fmt: skip
 
-
-def _check_dataset(root, *, min_tracked: float = 0.98) -> tuple[Dataset, dict]:
+def _check_dataset(root, *, min_tracked: float = 0.98) -> tuple[Dataset, CaptureReport]:
     dataset = Dataset(root)
-    report = json.loads((root / "capture_report.json").read_text())
-    assert REPORT_KEYS <= report.keys()
+    report = CaptureReport.read(root / "capture_report.json")
+    assert CaptureReport.from_json(report.to_json()) == report
+    assert report.frames_total == dataset.num_frames and report.fps == dataset.fps
     n, size = dataset.num_frames, dataset.size
     tracking = dataset.tracking
-    assert report["frames_tracked"] >= min_tracked * n
-    assert report["reprojection_error_px"] < 0.01 * size
+    assert report.frames_tracked >= min_tracked * n
+    assert report.reprojection_error_px < 0.01 * size
     assert tracking.landmarks.shape == (n, 478, 3) and tracking.rotations.shape == (n, 3, 3)
     assert dataset.audio_features().shape[:2] == (n, 16)
     assert (root / "preview.png").is_file()
@@ -44,8 +40,8 @@ def _check_dataset(root, *, min_tracked: float = 0.98) -> tuple[Dataset, dict]:
             "a face in the background plate"
         )
     split = dataset.split
-    assert split["val"].min() > split["train"].max()
-    assert 0.05 * n <= len(split["val"]) <= 0.15 * n
+    assert split.val.min() > split.train.max()
+    assert 0.05 * n <= len(split.val) <= 0.15 * n
     return dataset, report
 
 
@@ -73,7 +69,7 @@ def test_sample_capture_recovers_ground_truth(sample_clip, sample_dataset):
 def test_shared_clip_capture(tmp_path, shared_data, clip):
     report = run_capture(CaptureConfig(video=shared_data / clip, out=tmp_path / "dataset"))
     _check_dataset(tmp_path / "dataset")
-    assert report["frames_total"] == {"obama_address_20s.mp4": 500, "vertical_phone_10s.mp4": 250}[clip]
+    assert report.frames_total == {"obama_address_20s.mp4": 500, "vertical_phone_10s.mp4": 250}[clip]
 
 
 @pytest.mark.slow
@@ -86,8 +82,8 @@ def test_rotated_phone_video_is_captured_upright(tmp_path, shared_data):
     path = write_video(tmp_path / "rotated.mp4", sideways, audio=audio)
     set_mp4_rotation(path, 90)
     report = run_capture(CaptureConfig(video=path, out=tmp_path / "dataset"))
-    assert report["source"]["rotation_ccw_deg"] == 270
-    assert report["frames_tracked"] >= 0.98 * report["frames_total"]
+    assert report.source.rotation_ccw_deg == 270
+    assert report.frames_tracked >= 0.98 * report.frames_total
     dataset = Dataset(tmp_path / "dataset")
     eyes = dataset.tracking.landmarks[0, [33, 263], :2]
     chin = dataset.tracking.landmarks[0, 152, :2]
@@ -115,9 +111,9 @@ def test_interrupted_capture_resumes_without_redoing_finished_stages(tmp_path, s
 
     monkeypatch.setattr(pipeline, "segment_masks", real_segment_masks)
     report = run_capture(CaptureConfig(video=sample_clip.video, out=out))
-    assert "track" not in report["stage_seconds"] and "masks" in report["stage_seconds"]
+    assert "track" not in report.stage_seconds and "masks" in report.stage_seconds
     assert not any(path.name.endswith(".partial") for path in out.iterdir())
-    assert len(list((out / "masks").iterdir())) == report["frames_total"]
+    assert len(list((out / "masks").iterdir())) == report.frames_total
     Dataset(out)
     assert run_capture(CaptureConfig(video=sample_clip.video, out=out))["stage_seconds"] == {}
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avatar.face.landmarks import INNER_LIPS
+from avatar.face.measures import mouth_openness
+from avatar.face.regions import face_hull, segment_masks
 from capture.background import BackgroundAccumulator, fill_holes
 from capture.crop import SquareCrop, choose_crop
-from capture.face_regions import INNER_LIPS, face_hull, mouth_openness, segment_masks
 from capture.face_track import describe_frames, fill_gaps, runs, select_largest_track
 from capture.signals import face_signals
 from capture.video_source import iter_frames, probe_video
@@ -110,7 +112,7 @@ def test_short_gaps_are_interpolated_long_gaps_stay_invalid():
 
 def _synthetic_mesh(mouth_gap: float, lid_gap: float) -> np.ndarray:
     """A face-mesh-like landmark set: an oval face, eyes and lips at their mediapipe indices."""
-    from capture.face_regions import (
+    from avatar.face.landmarks import (
         CHEEK_LEFT_OF_IMAGE,
         CHEEK_RIGHT_OF_IMAGE,
         CHIN,

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from avatar.encoding.hash_grid import HashGridConfig, HashGridEncoding, make_hash_grid
-from avatar.errors import AvatarError
+from avatar.core.backends import BackendChoice, resolve_rasterizer
+from avatar.core.errors import AvatarError
+from avatar.model.encoding.hash_grid import HashGridConfig, HashGridEncoding
+from avatar.model.encoding.select import make_hash_grid
 from avatar.render import rasterize
 from cuda_ext import build
-from cuda_ext.backend_choice import auto_rasterizer_for
+from cuda_ext.errors import CudaExtError
 from tests.test_rasterize_torch import random_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +28,7 @@ def test_extension_is_unavailable_with_a_reason():
     assert reason is not None and "CUDA" in reason
     with pytest.raises(build.CudaExtensionUnavailable, match="cannot be built") as raised:
         build.load_extension()
-    assert isinstance(raised.value, AvatarError) and "backend='torch'" in str(raised.value)
+    assert isinstance(raised.value, CudaExtError) and "backend='torch'" in str(raised.value)
     assert build.try_load_extension() is None
 
 
@@ -92,15 +94,15 @@ def test_auto_rasterizer_renders_with_torch():
 
 
 def test_auto_rasterizer_for_a_device_says_why_our_kernels_are_not_used():
-    assert auto_rasterizer_for(torch.device("cpu")) == ("torch", "the inputs are on the cpu")
-    name, reason = auto_rasterizer_for(torch.device("cuda"))
-    assert name in ("gsplat", "torch") and "cannot be built" in reason and "CUDA" in reason
+    assert resolve_rasterizer("auto", torch.device("cpu")) == BackendChoice("torch", "the inputs are on the cpu")
+    choice = resolve_rasterizer("auto", torch.device("cuda"))
+    assert choice.name in ("gsplat", "torch") and "cannot be built" in choice.note and "CUDA" in choice.note
 
 
 def test_cuda_hash_grid_explains_what_is_missing():
     config = HashGridConfig(n_levels=2, n_features_per_level=2, log2_hashmap_size=8, base_resolution=4)
     with pytest.raises(AvatarError, match="CUDA"):
         make_hash_grid(config, "cuda")
-    with pytest.raises(AvatarError, match="CUDA only"):
+    with pytest.raises(AvatarError, match="runs on a CUDA GPU"):
         make_hash_grid(config, "cuda", device="cpu")
     assert type(make_hash_grid(config, "auto")) is HashGridEncoding

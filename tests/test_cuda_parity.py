@@ -14,7 +14,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avatar.encoding.hash_grid import HashGridConfig, HashGridEncoding, hash_grid_encode, make_hash_grid
+from avatar.core.backends import BackendChoice, resolve_rasterizer
+from avatar.model.encoding.hash_grid import HashGridConfig, HashGridEncoding, hash_grid_encode
+from avatar.model.encoding.select import make_hash_grid
 from avatar.render import (
     ALPHA_MIN,
     alpha_half_extents,
@@ -23,7 +25,6 @@ from avatar.render import (
     rasterize,
     rasterize_to_pixels_torch,
 )
-from cuda_ext.backend_choice import auto_rasterizer_for
 from tests.cuda_checks import (
     assert_images_close,
     assert_rows_close,
@@ -297,7 +298,7 @@ def test_auto_backend_picks_cuda(ext):
         *(scene[k].cpu() if torch.is_tensor(scene[k]) else scene[k] for k in keys), backend="auto"
     )
     assert cpu.rgb.device.type == "cpu"
-    assert auto_rasterizer_for(torch.device("cuda")) == ("cuda", None)
+    assert resolve_rasterizer("auto", torch.device("cuda")) == BackendChoice("cuda", None)
 
 
 # ---- gsplat --------------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ HASH_CONFIGS = {
 @pytest.mark.parametrize("name", list(HASH_CONFIGS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_hash_grid_matches_torch(ext, name, dtype):
-    from cuda_ext.hash_grid import hash_grid_encode_cuda
+    from avatar.model.encoding.hash_grid_cuda import hash_grid_encode_cuda
 
     config = HASH_CONFIGS[name]
     gen = torch.Generator(device=DEVICE).manual_seed(len(name))

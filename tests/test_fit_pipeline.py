@@ -17,16 +17,18 @@ import numpy as np
 import pytest
 
 from avatar.cli import main
-from avatar.dataset import Dataset
-from avatar.errors import AvatarError
-from avatar.landmark_metrics import FaceMeshRunner, mouth_opening
+from avatar.core.errors import AvatarError
+from avatar.data.dataset import Dataset
+from avatar.drive.video import RenderConfig, render_video
+from avatar.eval.evaluate import EvalMetrics
+from avatar.face.measures import mouth_openness
 from avatar.media.audio_io import save_wav
-from avatar.speech_synth import synthesize_speech
-from avatar.train.checkpoint import load_checkpoint
-from avatar.train.config import FitConfig
+from avatar.metrics.landmarks import FaceMeshRunner, mouth_opening
+from avatar.runs.checkpoint import load_checkpoint
+from avatar.runs.record import FitSummary
+from avatar.runs.settings import PRESETS, FitConfig
+from avatar.sample.speech import synthesize_speech
 from avatar.train.trainer import run_fit
-from avatar.video_render import RenderConfig, render_video
-from capture.face_regions import mouth_openness
 from tests.media import read_frames, write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +38,16 @@ REPO = Path(__file__).resolve().parents[1]
 def test_model_follows_audio_on_held_out_frames(sample_runs):
     _, with_audio = sample_runs["audio"]
     _, without_audio = sample_runs["no_audio"]
-    assert with_audio["mouth_open_correlation"] >= 0.6, with_audio
-    assert with_audio["psnr_mouth"] >= without_audio["psnr_mouth"] + 1.0, (with_audio, without_audio)
-    for key in ("psnr", "ssim", "psnr_head_box", "ssim_head_box", "lmd_px", "render_fps"):
-        assert np.isfinite(with_audio[key])
-    assert Path(with_audio["video"]).is_file() and Path(with_audio["plot"]).is_file()
+    assert with_audio.mouth_open_correlation >= 0.6, with_audio
+    assert with_audio.psnr_mouth >= without_audio.psnr_mouth + 1.0, (with_audio, without_audio)
+    for value in (with_audio.psnr, with_audio.ssim, with_audio.psnr_head_box, with_audio.ssim_head_box):
+        assert np.isfinite(value)
+    assert np.isfinite(with_audio.lmd_px) and np.isfinite(with_audio.render_fps)
+    assert with_audio.video.is_file() and with_audio.plot.is_file()
+    run, _ = sample_runs["audio"]
+    assert EvalMetrics.read(run / "eval.json") == with_audio
+    summary = FitSummary.read(run / "fit_summary.json")
+    assert summary.steps == PRESETS["tiny"].total_steps and summary.rasterizer == "torch"
 
 
 def _mouth_openings(video: Path) -> np.ndarray:
@@ -68,7 +75,7 @@ def test_render_matches_audio_length_and_silence_keeps_mouth_closed(sample_runs,
     save_wav(silence, np.zeros(16000 * 3, np.float32), 16000)
     speaking = render_video(RenderConfig(run=run, audio=speech, out=tmp_path / "speech.mp4", progress=False))
     silent = render_video(RenderConfig(run=run, audio=silence, out=tmp_path / "silence.mp4", progress=False))
-    assert speaking["frames"] == silent["frames"] == 75
+    assert speaking.frames == silent.frames == 75
     with av.open(str(tmp_path / "speech.mp4")) as container:
         assert container.streams.video[0].frames == 75
         audio_stream = container.streams.audio[0]

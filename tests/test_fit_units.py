@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from avatar.composite import head_over, torso_over_background
-from avatar.errors import AvatarError
-from avatar.head_window import HeadWindow
-from avatar.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from avatar.train.config import PRESETS, FitConfig
-from avatar.train.trainer import FitRun
-from avatar.video_render import pingpong
+from avatar.core.errors import AvatarError
+from avatar.core.records import encode
+from avatar.data.head_window import HeadWindow
+from avatar.drive.compositor import head_over, torso_over_background
+from avatar.drive.video import pingpong
+from avatar.runs.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from avatar.runs.settings import PRESETS, FitConfig
+from avatar.train.trainer import FitRun, choose_preset
 
 
 def test_checkpoint_round_trip_keeps_previous_and_drops_older(tmp_path):
@@ -77,8 +79,8 @@ def test_schedule_scaling_keeps_stage_proportions():
         "mouth",
     ]
     config = FitConfig(dataset=".", out=".", preset="tiny", steps=50, resolution=64)
-    assert config.settings().total_steps == 50 and config.settings().resolution == 64
-    assert json.loads(json.dumps(config.to_dict()))["preset"] == "tiny"
+    assert config.settings("tiny").total_steps == 50 and config.settings("tiny").resolution == 64
+    assert json.loads(json.dumps(encode(config)))["preset"] == "tiny"
 
 
 def test_head_window_intrinsics_map_crop_pixels_to_window_pixels():
@@ -116,3 +118,14 @@ def test_pingpong_runs_back_and_forth_without_jumps():
     frames = np.array([3, 4, 5, 6])
     assert pingpong(frames, 10).tolist() == [3, 4, 5, 6, 5, 4, 3, 4, 5, 6]
     assert pingpong(np.array([7]), 3).tolist() == [7, 7, 7]
+
+
+def test_fit_without_a_preset_on_the_cpu_says_so_before_any_work(tmp_path):
+    out = tmp_path / "run"
+    config = FitConfig(dataset=tmp_path / "no_dataset", out=out, device="cpu")
+    with pytest.raises(AvatarError, match="no --preset was given") as caught:
+        choose_preset(config, torch.device("cpu"))
+    assert "--preset tiny" in caught.value.fix
+    assert choose_preset(config, torch.device("cuda")) == "default"
+    assert choose_preset(replace(config, preset="default"), torch.device("cpu")) == "default"
+    assert not out.exists()

@@ -13,17 +13,11 @@ from mediapipe.python.solutions import face_mesh_connections as connections
 from scipy.spatial.transform import Rotation
 from skimage import data as skimage_data
 
-from avatar.errors import AvatarError
-from capture.head_pose import (
-    EYE_CORNER_DISTANCE_M,
-    STABLE_LANDMARKS,
-    default_focal_px,
-    fit_head_pose,
-    intrinsics,
-    project,
-    to_head_frame,
-)
-from capture.mediapipe_models import face_mesh, mesh_landmarks
+from avatar.core.errors import AvatarError
+from avatar.core.pinhole import centered_intrinsics, project
+from avatar.face.landmarks import STABLE_LANDMARKS
+from avatar.face.mediapipe_models import face_mesh, mesh_landmarks
+from capture.head_pose import EYE_CORNER_DISTANCE_M, default_focal_px, fit_head_pose, to_head_frame
 
 SIZE = 512
 NOISE_PX = 0.7
@@ -72,7 +66,7 @@ def _observe(shapes: np.ndarray, R: np.ndarray, t: np.ndarray, focal: float, see
     noisy weak-perspective relative depth of unknown scale."""
     rng = np.random.default_rng(seed)
     shapes = np.broadcast_to(shapes, (len(R), 478, 3))
-    pixels = project(shapes, R, t, intrinsics(focal, SIZE)) + rng.normal(0, NOISE_PX, (len(R), 478, 2))
+    pixels = project(shapes, R, t, centered_intrinsics(focal, SIZE)) + rng.normal(0, NOISE_PX, (len(R), 478, 2))
     rotated_depth = np.einsum("nj,npj->np", R[:, 2], shapes)
     depth = MEDIAPIPE_Z_SCALE * focal / t[:, 2:3] * rotated_depth + rng.normal(0, 2.0, (len(R), 478))
     return np.concatenate([pixels, depth[..., None]], axis=-1)
@@ -113,7 +107,7 @@ def test_head_frame_axes(face):
 def test_project_matches_opencv(face):
     R = _rotations(np.array([[20.0, -10.0, 5.0]]))
     t = np.array([[0.02, -0.01, 0.6]])
-    K = intrinsics(900.0, SIZE)
+    K = centered_intrinsics(900.0, SIZE)
     expected, _ = cv2.projectPoints(face, cv2.Rodrigues(R[0])[0], t[0], K, None)
     np.testing.assert_allclose(project(face, R, t, K)[0], expected[:, 0], atol=1e-9)
 
@@ -126,7 +120,7 @@ def test_recovers_focal_shape_and_poses(face, focal_factor):
 
     assert fit.focal_estimated
     assert fit.focal_px == pytest.approx(focal, rel=0.1)
-    np.testing.assert_allclose(fit.K, intrinsics(fit.focal_px, SIZE))
+    np.testing.assert_allclose(fit.K, centered_intrinsics(fit.focal_px, SIZE))
     errors = _rotation_errors_deg(fit.rotations, R)
     assert errors.max() < 1.5 and errors.mean() < 0.5
     direction = np.sum(fit.translations * t, axis=1) / np.linalg.norm(fit.translations, axis=1)

@@ -12,7 +12,7 @@ import torch
 from skimage import data as skimage_data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from avatar.image_metrics import box_from_mask, psnr, psnr_from_mse, ssim, ssim_map
+from avatar.metrics.image import box_from_mask, psnr, psnr_from_mse, ssim, ssim_map
 
 
 def _skimage_ssim(a: np.ndarray, b: np.ndarray, full: bool = False):

@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
-from avatar.landmark_metrics import (
-    MOUTH_LANDMARKS,
-    FaceMeshRunner,
-    landmark_distance,
-    mouth_metrics,
-    mouth_opening,
-    pearson,
-)
-from avatar.sample_clip import load_sample_ground_truth, make_sample_clip
+from avatar.face.landmarks import LIP_CONTOURS
+from avatar.metrics.landmarks import FaceMeshRunner, landmark_distance, mouth_metrics, mouth_opening, pearson
+from avatar.sample.clip import load_sample_ground_truth, make_sample_clip
 from tests.media import read_frames
 
 
@@ -41,8 +35,8 @@ def test_mouth_landmarks_are_mediapipes_lip_contours():
     import mediapipe as mp
 
     lips = {index for edge in mp.solutions.face_mesh_connections.FACEMESH_LIPS for index in edge}
-    assert len(MOUTH_LANDMARKS) == len(set(MOUTH_LANDMARKS)) == 40
-    assert set(MOUTH_LANDMARKS) == lips
+    assert len(LIP_CONTOURS) == len(set(LIP_CONTOURS)) == 40
+    assert set(LIP_CONTOURS) == lips
 
 
 def test_shifted_copy_has_near_zero_lmd(portrait):
@@ -50,7 +44,7 @@ def test_shifted_copy_has_near_zero_lmd(portrait):
         real = runner.landmarks(portrait)
         shifted = runner.landmarks(_shifted(portrait, 9.0, -6.0))
     assert real.shape == shifted.shape == (478, 3)
-    mouth = list(MOUTH_LANDMARKS)
+    mouth = list(LIP_CONTOURS)
     raw = np.linalg.norm(shifted[mouth, :2] - real[mouth, :2], axis=1).mean()
     assert raw == pytest.approx(math.hypot(9, 6), abs=1.5)  # the landmarks did move with the image
     assert landmark_distance(shifted, real) < 1.0  # but the whole-face offset is removed
@@ -70,15 +64,15 @@ def test_lmd_and_mouth_opening_follow_the_sample_mouth(clip_frames):
 def test_frames_without_a_face_are_counted(portrait):
     black = np.zeros_like(portrait)
     result = mouth_metrics([portrait, portrait, black], [portrait, black, portrait])
-    assert result["frames"] == 3
-    assert result["frames_without_face"] == 1
-    assert result["real_frames_without_face"] == 1
-    assert result["lmd_px"] == 0.0  # only the first pair has a face on both sides
-    assert np.isnan(result["mouth_open_rendered"][1]) and np.isnan(result["mouth_open_real"][2])
-    assert math.isnan(result["mouth_open_correlation"])  # one usable pair
+    assert result.frames == 3
+    assert result.frames_without_face == 1
+    assert result.real_frames_without_face == 1
+    assert result.lmd_px == 0.0  # only the first pair has a face on both sides
+    assert np.isnan(result.mouth_open_rendered[1]) and np.isnan(result.mouth_open_real[2])
+    assert math.isnan(result.mouth_open_correlation)  # one usable pair
 
     nothing = mouth_metrics([portrait], [black])
-    assert nothing["frames_without_face"] == 1 and math.isnan(nothing["lmd_px"])
+    assert nothing.frames_without_face == 1 and math.isnan(nothing.lmd_px)
 
 
 def test_mouth_metrics_streams_and_needs_equal_lengths(portrait):
@@ -89,20 +83,20 @@ def test_mouth_metrics_streams_and_needs_equal_lengths(portrait):
 def test_mouth_opening_correlation_on_the_sample_clip(clip_frames):
     frames, truth = clip_frames
     same = mouth_metrics(iter(frames), iter(frames))
-    assert same["frames"] == len(frames) == truth.n_frames
-    assert same["frames_without_face"] == 0
-    assert same["mouth_open_correlation"] == pytest.approx(1.0, abs=1e-9)
-    assert same["lmd_px"] == 0.0
-    assert pearson(same["mouth_open_real"], truth.mouth_open) > 0.9
+    assert same.frames == len(frames) == truth.n_frames
+    assert same.frames_without_face == 0
+    assert same.mouth_open_correlation == pytest.approx(1.0, abs=1e-9)
+    assert same.lmd_px == 0.0
+    assert pearson(same.mouth_open_real, truth.mouth_open) > 0.9
 
     reversed_ = mouth_metrics(iter(frames), iter(frames[::-1]))
     print(
-        f"sample clip, real vs time-reversed: r = {reversed_['mouth_open_correlation']:.3f}, "
-        f"LMD = {reversed_['lmd_px']:.2f} px"
+        f"sample clip, real vs time-reversed: r = {reversed_.mouth_open_correlation:.3f}, "
+        f"LMD = {reversed_.lmd_px:.2f} px"
     )
-    assert reversed_["mouth_open_correlation"] < 0.5
-    assert reversed_["lmd_px"] > 0.5
-    np.testing.assert_array_equal(reversed_["mouth_open_rendered"], same["mouth_open_real"][::-1])
+    assert reversed_.mouth_open_correlation < 0.5
+    assert reversed_.lmd_px > 0.5
+    np.testing.assert_array_equal(reversed_.mouth_open_rendered, same.mouth_open_real[::-1])
 
 
 def test_pearson():

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.landmark_motion import (
-    MOUTH_LANDMARKS,
     landmark_displacements,
     mouth_motion_targets,
     rest_motion,
@@ -26,10 +26,10 @@ def test_displacements_recover_an_image_plane_motion_of_the_lips():
     rotations = Rotation.from_euler("xyz", [[0.1, -0.3, 0.05], [0.0, 0.2, 0.0]]).as_matrix()
     translations = np.array([[0.01, -0.02, 0.6], [0.0, 0.0, 0.5]])
     moved = canonical.copy()
-    lips = [MOUTH_LANDMARKS.index(i) for i in (14, 17)]
+    lips = [MOUTH_AND_JAW.index(i) for i in (14, 17)]
     motion_camera = np.array([0.0, 0.004, 0.0])  # the lower lip drops 4 mm in the image plane
     landmarks = np.zeros((2, 478, 3))
-    expected = np.zeros((2, len(MOUTH_LANDMARKS), 3))
+    expected = np.zeros((2, len(MOUTH_AND_JAW), 3))
     for frame in range(2):
         moved = canonical.copy()
         shift_head = rotations[frame].T @ motion_camera
@@ -37,7 +37,7 @@ def test_displacements_recover_an_image_plane_motion_of_the_lips():
         landmarks[frame, :, :2] = _project(moved, rotations[frame], translations[frame])
         expected[frame, lips] = shift_head
     displacements = landmark_displacements(landmarks, rotations, translations, K, canonical)
-    assert displacements.shape == (2, len(MOUTH_LANDMARKS), 3)
+    assert displacements.shape == (2, len(MOUTH_AND_JAW), 3)
     np.testing.assert_allclose(displacements, expected, atol=2e-5)  # 2e-5 m: first order in 4 mm / 0.5 m
 
 

@@ -274,10 +274,10 @@ def test_positions_are_normalised_into_the_padded_box():
 
 
 def test_mouth_motion_from_audio_moves_the_gaussians_near_the_mouth_anchors():
-    from avatar.model.landmark_motion import MOUTH_LANDMARKS
+    from avatar.face.landmarks import MOUTH_AND_JAW
 
     torch.manual_seed(6)
-    anchors = torch.rand(len(MOUTH_LANDMARKS), 3) * 0.04  # a mouth in one corner of the head
+    anchors = torch.rand(len(MOUTH_AND_JAW), 3) * 0.04  # a mouth in one corner of the head
     means = torch.cat([anchors[:5], torch.full((5, 3), 0.2)])  # 5 on the mouth, 5 far from it
     field = make_field(means, mouth_anchors=anchors)
     conditions = make_conditions(2, seed=2)
@@ -285,7 +285,7 @@ def test_mouth_motion_from_audio_moves_the_gaussians_near_the_mouth_anchors():
         nn.init.normal_(field.mouth_motion_head.weight, std=0.5)
         deltas, _ = field(means, conditions)
         motion = field.mouth_motion(field.audio_token(conditions.audio))
-    assert motion.shape == (2, len(MOUTH_LANDMARKS), 3)
+    assert motion.shape == (2, len(MOUTH_AND_JAW), 3)
     assert not torch.allclose(motion[0], motion[1])  # two frames' audio, two mouths
     assert deltas.d_means[:, :5].abs().amax() > 1e-4
     assert deltas.d_means[:, 5:].abs().amax() == 0.0  # the rest of the head stays (output head still zero)

@@ -5,15 +5,15 @@ import math
 import pytest
 import torch
 
-from avatar.model.densify import (
+from avatar.model.gaussians import CanonicalGaussians, RowChange, inverse_sigmoid
+from avatar.render.projection import quat_to_rotmat
+from avatar.train.densify import (
     SPLIT_SCALE_DIVISOR,
     DensifyState,
     densify_and_prune,
     remap_adam_state,
     reset_opacity,
 )
-from avatar.model.gaussians import CanonicalGaussians, RowChange, inverse_sigmoid
-from avatar.render.projection import quat_to_rotmat
 
 EXTENT = 0.15
 SETTINGS = dict(grad_threshold=2e-4, scale_threshold=0.01, min_opacity=0.005, extent=EXTENT)

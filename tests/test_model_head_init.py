@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 from avatar.model.head_init import (
     INITIAL_COLOR,
     INITIAL_OPACITY,

@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 from avatar.model.deformation import DeformationConfig, FrameConditions
-from avatar.model.densify import DensifyState, densify_and_prune, remap_adam_state
 from avatar.model.head_init import init_head_gaussians
 from avatar.model.talking_head import TalkingHead, frame_conditions
+from avatar.train.densify import DensifyState, densify_and_prune, remap_adam_state
 from tests.test_model_head_init import synthetic_landmarks
 
 SILENCE = -1.628

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 from avatar.render import (
     ALPHA_MIN,
     TRANSMITTANCE_MIN,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
-from avatar.sample_clip import SampleClip, load_sample_ground_truth, make_sample_clip
+from avatar.sample.clip import SampleClip, load_sample_ground_truth, make_sample_clip
 
 HEAD_POINTS = [33, 263, 1, 168]  # eye corners, nose tip, between the brows: unmoved by mouth and lids
 

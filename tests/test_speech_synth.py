@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.speech_synth import synthesize_speech
+from avatar.sample.speech import synthesize_speech
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ its channels (FFmpeg's own stereo-to-mono matrix adds the channels at -3 dB each
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +18,8 @@ import av.audio.stream
 import av.container
 import numpy as np
 
-from avatar.errors import AvatarError
+from avatar.core.atomic import atomic_path
+from avatar.core.errors import AvatarError
 
 _log = logging.getLogger(__name__)
 
@@ -87,7 +86,8 @@ def audio_duration_seconds(path: Path) -> float:
 
 
 def save_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write `audio` as a mono 16-bit PCM WAV file, atomically (a temporary file renamed over `path`).
+    """Write `audio` as a mono 16-bit PCM WAV file, atomically and durably (`atomic_path`: a temporary file,
+    fsynced, renamed over `path`).
 
     Args:
         audio: np.ndarray  # [S] float, values outside [-1, 1] are clipped
@@ -100,19 +100,12 @@ def save_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(Path(path)) as temporary:
         with open(temporary, "wb") as file, wave.open(file, "wb") as writer:
             writer.setnchannels(1)
             writer.setsampwidth(2)
             writer.setframerate(int(sample_rate))
             writer.writeframes(pcm.tobytes())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 @contextmanager

@@ -3,18 +3,20 @@
 Frames are encoded as they arrive, so a long render never holds the whole video in memory. The file is
 written beside `path` under a temporary name and renamed onto `path` only by a clean `close()`; leaving a
 `with` block through an exception removes the temporary file instead, so `path` is either the previous
-file or a complete new one.
+file or a complete new one. The rename is `avatar.core.atomic.commit`, which fsyncs the file before it and
+the folder after it, so that holds across a crash too.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from types import TracebackType
 
 import av
 import numpy as np
+
+from avatar.core.atomic import commit
 
 # The AAC encoder's audio_rates lists what it accepts; every rate a talking-head pipeline uses is among them.
 _AAC_RATES = frozenset(av.codec.Codec("aac", "w").audio_rates or ())
@@ -127,7 +129,7 @@ class VideoWriter:
                 self._mux(self._audio_stream.encode(None))
             self._container.close()
             self._closed = True
-            os.replace(self._temporary, self.path)
+            commit(self._temporary, self.path)  # fsync, rename onto `path`, fsync the folder
         except BaseException:
             self.abort()
             raise

@@ -1,4 +1,4 @@
-"""The audio-driven Gaussian head: canonical Gaussians, their initialisation, the deformation field, densification."""
+"""The audio-driven Gaussian head: canonical Gaussians, their initialisation, the hash grid, the deformation field."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ from avatar.model.deformation import (
     FrameConditions,
     apply_deltas,
     padded_bounds,
-)
-from avatar.model.densify import (
-    DensifyResult,
-    DensifyState,
-    densify_and_prune,
-    remap_adam_state,
-    reset_opacity,
 )
 from avatar.model.gaussians import CanonicalGaussians, GaussianSet, RowChange, inverse_sigmoid
 from avatar.model.head_init import colors_from_frame, init_head_gaussians
@@ -31,8 +24,6 @@ __all__ = [
     "DeformationConfig",
     "DeformationField",
     "Deltas",
-    "DensifyResult",
-    "DensifyState",
     "FrameConditions",
     "GaussianSet",
     "RowChange",
@@ -40,11 +31,8 @@ __all__ = [
     "TalkingHead",
     "apply_deltas",
     "colors_from_frame",
-    "densify_and_prune",
     "frame_conditions",
     "init_head_gaussians",
     "inverse_sigmoid",
     "padded_bounds",
-    "remap_adam_state",
-    "reset_opacity",
 ]

@@ -33,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avatar.encoding.hash_grid import HashGridConfig, make_hash_grid
+from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
+from avatar.model.encoding.hash_grid import HashGridConfig
+from avatar.model.encoding.select import make_hash_grid
 from avatar.model.gaussians import GaussianSet
-from avatar.model.landmark_motion import MOUTH_LANDMARKS, skin_offsets
+from avatar.model.landmark_motion import skin_offsets
 from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
 TOKEN_NAMES = ("audio", "eye", "view", "null")  # the order of the attention weights' last axis
@@ -231,10 +233,10 @@ class DeformationField(nn.Module):
         self.register_buffer("bounds_min", bounds_min.clone())
         self.register_buffer("bounds_max", bounds_max.clone())
         if mouth_anchors is None:
-            mouth_anchors = torch.zeros(len(MOUTH_LANDMARKS), 3)  # a placeholder for `load_state_dict`
-        if mouth_anchors.shape != (len(MOUTH_LANDMARKS), 3):
+            mouth_anchors = torch.zeros(len(MOUTH_AND_JAW), 3)  # a placeholder for `load_state_dict`
+        if mouth_anchors.shape != (len(MOUTH_AND_JAW), 3):
             raise ValueError(
-                f"mouth_anchors must be [{len(MOUTH_LANDMARKS)}, 3], got {list(mouth_anchors.shape)}"
+                f"mouth_anchors must be [{len(MOUTH_AND_JAW)}, 3], got {list(mouth_anchors.shape)}"
             )
         self.register_buffer("mouth_anchors", torch.as_tensor(mouth_anchors, dtype=torch.float32).clone())
         device = torch.device(device) if device is not None else bounds_min.device
@@ -253,7 +255,7 @@ class DeformationField(nn.Module):
         self.head = _mlp([config.hidden, config.hidden, NUM_OUTPUTS])
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
-        self.mouth_motion_head = nn.Linear(config.token_width, 3 * len(MOUTH_LANDMARKS))
+        self.mouth_motion_head = nn.Linear(config.token_width, 3 * len(MOUTH_AND_JAW))
         nn.init.zeros_(self.mouth_motion_head.weight)
         nn.init.zeros_(self.mouth_motion_head.bias)
         offset_scales = (
@@ -282,9 +284,9 @@ class DeformationField(nn.Module):
         return self.null_token.new_zeros(audio.shape[0], self.config.token_width)
 
     def mouth_motion(self, audio_token: Tensor) -> Tensor:
-        """audio token [B, Dc] -> [B, J, 3] predicted motion of the `MOUTH_LANDMARKS`, metres, head frame."""
+        """audio token [B, Dc] -> [B, J, 3] predicted motion of the `MOUTH_AND_JAW`, metres, head frame."""
         motion = self.mouth_motion_head(audio_token) * self.config.mouth_motion_scale
-        return motion.view(audio_token.shape[0], len(MOUTH_LANDMARKS), 3)
+        return motion.view(audio_token.shape[0], len(MOUTH_AND_JAW), 3)
 
     def tokens(self, conditions: FrameConditions) -> Tensor:
         """-> [B, 4, Dc]: audio, eye, view, null."""

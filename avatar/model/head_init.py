@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from scipy.spatial import Delaunay, cKDTree
 from torch import Tensor
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 from avatar.model.gaussians import CanonicalGaussians, inverse_sigmoid
 
 FACE_FRACTION = 0.45

@@ -24,11 +24,8 @@ import torch
 from scipy.ndimage import uniform_filter1d
 from torch import Tensor
 
-from capture.face_regions import INNER_LIPS, LOWER_JAW, OUTER_LIPS
-from capture.head_pose import project
-
-_CHIN_AND_CHEEKS = (18, 200, 199, 175, 83, 313, 201, 421, 208, 428, 57, 287, 186, 410, 212, 432, 214, 434)
-MOUTH_LANDMARKS = tuple(sorted(set(LOWER_JAW + OUTER_LIPS + INNER_LIPS + _CHIN_AND_CHEEKS)))
+from avatar.core.pinhole import project
+from avatar.face.landmarks import MOUTH_AND_JAW
 
 
 def landmark_displacements(
@@ -37,7 +34,7 @@ def landmark_displacements(
     translations: np.ndarray,
     intrinsics: np.ndarray,
     canonical: np.ndarray,
-    indices: tuple[int, ...] = MOUTH_LANDMARKS,
+    indices: tuple[int, ...] = MOUTH_AND_JAW,
 ) -> np.ndarray:
     """Non-rigid motion of landmarks `indices` in every frame (see the module docstring).
 

@@ -8,12 +8,13 @@ A checkpoint is `config_dict()` (JSON) plus `state_dict()` (tensors only, e.g. s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 from avatar.model.deformation import (
     DeformationConfig,
     DeformationField,
@@ -32,7 +33,7 @@ class TalkingHead(nn.Module):
     Args:
         gaussians: the canonical Gaussians (e.g. from `avatar.model.head_init.init_head_gaussians`)
         config: the deformation field's sizes
-        mouth_anchors: [J, 3] the `MOUTH_LANDMARKS` of the canonical face (`DeformationField`); default zeros,
+        mouth_anchors: [J, 3] the `MOUTH_AND_JAW` landmarks of the canonical face (`DeformationField`); default zeros,
             e.g. for a module whose state dict is loaded next
         audio_enabled: False zeroes the audio token (the no-audio ablation)
         bounds: the deformation's hash-grid box ([3], [3]); default `padded_bounds` of the Gaussians' means
@@ -128,6 +129,28 @@ class TalkingHead(nn.Module):
             bounds=placeholder,
             hash_grid_backend=hash_grid_backend,
             device=device,
+        )
+
+
+@dataclass(frozen=True)
+class ClipSignals:
+    """What drives every frame of a clip of F frames; numpy or torch arrays."""
+
+    audio: np.ndarray | Tensor  # [F, 16, 80] one normalised log-mel window per video frame
+    eye: np.ndarray | Tensor  # [F] eye openness
+    rotations: np.ndarray | Tensor  # [F, 3, 3] head -> camera
+    translations: np.ndarray | Tensor  # [F, 3]
+
+    def conditions(
+        self,
+        frame_indices: Sequence[int] | np.ndarray | Tensor,
+        *,
+        window: int,
+        device: torch.device | str | None = None,
+    ) -> FrameConditions:
+        """`frame_conditions` of these frames."""
+        return frame_conditions(
+            self.audio, self.eye, self.rotations, self.translations, frame_indices, window=window, device=device
         )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
+
+from avatar.core.pinhole import focal_from_fov
+
+__all__ = ["focal_from_fov", "intrinsics", "look_at"]
 
 
 def intrinsics(
@@ -23,11 +25,6 @@ def intrinsics(
     """
     fy = focal if focal_y is None else focal_y
     return torch.tensor([[focal, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=dtype, device=device)
-
-
-def focal_from_fov(fov_degrees: float, size: int) -> float:
-    """The focal length in pixels that gives a field of view of `fov_degrees` across `size` pixels."""
-    return 0.5 * size / math.tan(math.radians(fov_degrees) / 2)
 
 
 def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:

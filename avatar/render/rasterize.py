@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from avatar.errors import AvatarError
+from avatar.core.backends import RasterizerName, rasterizer_for_inputs
+from avatar.core.errors import AvatarError
+from avatar.model.gaussians import GaussianSet
+from avatar.render.gsplat_backend import rasterize_gsplat
+from avatar.render.output import RenderOutput
 from avatar.render.projection import project_gaussians
 from avatar.render.rasterize_torch import ALPHA_MIN, rasterize_to_pixels_torch
 from avatar.render.tiles import TILE_SIZE, alpha_half_extents, bin_gaussians
-
-
-@dataclass(frozen=True)
-class RenderOutput:
-    """A rendered view; `means2d` is the projected-means tensor the image was computed from."""
-
-    rgb: Tensor  # [H, W, C] composited over the background when one is given
-    alpha: Tensor  # [H, W, 1] 1 - final transmittance
-    depth: Tensor  # [H, W, 1] sum of weight * camera z, not divided by alpha (0 where nothing is drawn)
-    radii: Tensor  # [N] int32 screen radius in pixels, 0 for Gaussians culled in this view
-    means2d: Tensor  # [N, 2] call .retain_grad() before backward to read screen-space position gradients
+from cuda_ext.errors import CudaExtError
+from cuda_ext.rasterize import rasterize_cuda
 
 
 def _rasterize_torch(
@@ -105,34 +99,26 @@ def _check_shapes(
 
 
 def _rasterize_cuda(*args) -> RenderOutput:
-    from cuda_ext.rasterize import rasterize_cuda  # builds the kernels on first use
-
-    return rasterize_cuda(*args)
-
-
-def _rasterize_gsplat(*args) -> RenderOutput:
-    from cuda_ext.gsplat_backend import rasterize_gsplat
-
-    return rasterize_gsplat(*args)
+    try:
+        return RenderOutput(*rasterize_cuda(*args))  # builds the kernels on first use
+    except CudaExtError as error:
+        raise AvatarError(str(error)) from error
 
 
 def _rasterize_auto(*args) -> RenderOutput:
-    from cuda_ext.backend_choice import auto_rasterizer_backend
-
     means, quats, scales, opacities, colors, viewmat, K, _, _, background = args[:10]
-    return _BACKENDS[
-        auto_rasterizer_backend(means, quats, scales, opacities, colors, viewmat, K, background)
-    ](*args)
+    name = rasterizer_for_inputs(means, quats, scales, opacities, colors, viewmat, K, background)
+    return _BACKENDS[name](*args)
 
 
 # name -> fn(means, quats, scales, opacities, colors, viewmat, K, width, height, background, near_plane,
 # far_plane, eps2d) -> RenderOutput, with the conventions of `rasterize`. A backend that needs something
 # missing on this machine (a GPU, a compiled extension, gsplat) raises AvatarError when called; "auto" picks
-# cuda, else gsplat, else torch for the inputs at hand (cuda_ext.backend_choice).
+# cuda, else gsplat, else torch for the inputs at hand (avatar.core.backends).
 _BACKENDS: dict[str, Callable[..., RenderOutput]] = {
     "torch": _rasterize_torch,
     "cuda": _rasterize_cuda,
-    "gsplat": _rasterize_gsplat,
+    "gsplat": rasterize_gsplat,
     "auto": _rasterize_auto,
 }
 
@@ -152,7 +138,7 @@ def rasterize(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = 0.3,
-    backend: str = "torch",
+    backend: RasterizerName = "torch",
 ) -> RenderOutput:
     """Render 3D Gaussians into one pinhole camera.
 
@@ -162,7 +148,7 @@ def rasterize(
     (avatar.render.rasterize_torch). Gaussians with opacity < 1/255 are drawn nowhere but keep their radius.
 
     backend: "torch" (any device and dtype), "cuda" (cuda_ext's kernels: float32 on a GPU, not differentiable
-    w.r.t. K), "gsplat" (gsplat's kernels; alpha capped at 0.999, see cuda_ext.gsplat_backend) or "auto"
+    w.r.t. K), "gsplat" (gsplat's kernels; alpha capped at 0.999, see avatar.render.gsplat_backend) or "auto"
     (cuda, else gsplat, else torch: the first that can render the inputs).
     """
     _check_shapes(means, quats, scales, opacities, colors, viewmat, K, width, height, background)
@@ -185,4 +171,29 @@ def rasterize(
         near_plane,
         far_plane,
         eps2d,
+    )
+
+
+def render_gaussians(
+    gaussians: GaussianSet,
+    viewmat: Tensor,  # [4, 4] head -> camera
+    K: Tensor,  # [3, 3]
+    resolution: int,
+    background: Tensor | None = None,  # [R, R, 3] or [3]
+    *,
+    colors: Tensor | None = None,  # [N, C] splatted instead of the Gaussians' colours
+    backend: str = "torch",
+) -> RenderOutput:
+    return rasterize(
+        gaussians.means,
+        gaussians.quats,
+        gaussians.scales,
+        gaussians.opacities,
+        gaussians.colors if colors is None else colors,
+        viewmat,
+        K,
+        resolution,
+        resolution,
+        background=background,
+        backend=backend,
     )

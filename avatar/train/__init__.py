@@ -1,1 +1,2 @@
-"""Fitting a talking head to a capture dataset."""
+"""Fitting a talking head to a capture dataset: data preparation, losses, densification strategy, training
+state, log and the loop (trainer)."""

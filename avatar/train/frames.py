@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from avatar.dataset import Dataset
-from avatar.head_window import HeadWindow
-from capture.face_regions import mouth_region
+from avatar.data.dataset import Dataset
+from avatar.data.head_window import HeadWindow
+from avatar.face.regions import mouth_region
 
 
 @dataclass

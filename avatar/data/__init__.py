@@ -1,0 +1,1 @@
+"""The capture dataset: its files, its manifest and report records, its training split and the head window."""

@@ -1,0 +1,125 @@
+"""Driving a fitted head: frame conditions in, the head window rendered out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from avatar.audio.normalization import normalize_audio_windows
+from avatar.audio.sync import shift_frames
+from avatar.core.backends import DeviceName, RasterizerName, resolve_device
+from avatar.core.errors import AvatarError
+from avatar.data.dataset import Dataset
+from avatar.data.head_window import HeadWindow
+from avatar.drive.compositor import head_over, torso_over_background
+from avatar.model.deformation import FrameConditions
+from avatar.model.talking_head import ClipSignals, TalkingHead
+from avatar.render.rasterize import render_gaussians
+from avatar.runs.record import RunRecord
+from avatar.runs.run_dir import load_model
+
+
+@dataclass
+class DrivenFrame:
+    rgb: Tensor  # [R, R, 3] over the given background
+    alpha: Tensor  # [R, R, 1]
+    attention: Tensor | None  # [R, R, 4] rendered attention over (audio, eye, view, null), when asked for
+
+
+class HeadDriver:
+    """Renders the head window of a fitted model for given conditions and poses (no gradients)."""
+
+    def __init__(
+        self, model: TalkingHead, K_window: np.ndarray, resolution: int, backend: RasterizerName = "torch"
+    ):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.K = torch.as_tensor(K_window, dtype=torch.float32, device=self.device)
+        self.resolution = resolution
+        self.backend = backend
+
+    @torch.no_grad()
+    def render(
+        self,
+        conditions: FrameConditions,
+        viewmats: Tensor,  # [B, 4, 4]
+        background: Tensor | None = None,
+        *,
+        with_attention: bool = False,
+    ) -> list[DrivenFrame]:
+        sets, attention = self.model(conditions.to(self.device), deform=True)
+        frames = []
+        for b, gaussians in enumerate(sets):
+            viewmat = viewmats[b].to(self.device, torch.float32)
+            out = render_gaussians(
+                gaussians, viewmat, self.K, self.resolution, background, backend=self.backend
+            )
+            attention_image = None
+            if with_attention and attention is not None:
+                weights = attention[b].mean(dim=1)  # [N, 4] averaged over heads
+                attention_image = render_gaussians(
+                    gaussians, viewmat, self.K, self.resolution, colors=weights, backend=self.backend
+                ).rgb
+            frames.append(DrivenFrame(out.rgb, out.alpha, attention_image))
+        return frames
+
+
+@dataclass
+class FittedHead:
+    """A fitted run, ready to drive: its model, the dataset it was fitted to and its head window."""
+
+    driver: HeadDriver
+    record: RunRecord
+    step: int  # of the checkpoint loaded
+    dataset: Dataset
+
+    @property
+    def window(self) -> HeadWindow:
+        return self.record.window
+
+    def driving_features(self, windows: np.ndarray) -> np.ndarray:
+        """A clip's log-mel windows [F, steps, n_mels] -> the model's inputs, normalised as in training."""
+        return normalize_audio_windows(windows, self.record.audio_normalization)
+
+    def capture_signals(self) -> ClipSignals:
+        """The capture's own audio (lined up with its mouth as in training), eye openness and poses."""
+        tracking = self.dataset.tracking
+        audio = shift_frames(self.driving_features(self.dataset.audio_features()), self.record.audio_offset_frames)
+        return ClipSignals(audio, tracking.eye_openness, tracking.rotations, tracking.translations)
+
+    def composite(self, head: DrivenFrame, pose_frame: int, background: np.ndarray) -> np.ndarray:
+        """-> [S, S, 3] float32 in [0, 1]: the head over capture frame `pose_frame`'s torso over `background`."""
+        base = torso_over_background(self.dataset.frame(pose_frame), self.dataset.masks(pose_frame), background)
+        return head_over(base, head.rgb.cpu().numpy(), head.alpha.cpu().numpy(), self.window)
+
+
+def load_fitted(
+    run_dir: Path,
+    *,
+    device: DeviceName = "auto",
+    backend: RasterizerName = "auto",
+    dataset: Path | None = None,
+) -> FittedHead:
+    """Opens `run_dir` (an `avatar fit` output) and the dataset it was fitted to (or `dataset`, if it moved)."""
+    fitted = load_model(run_dir, resolve_device(device))
+    record = fitted.record
+    dataset_path = Path(dataset) if dataset is not None else record.dataset
+    if not dataset_path.is_dir():
+        raise AvatarError(
+            "the dataset this run was fitted to is not there any more",
+            path=dataset_path,
+            fix="Pass its new location with --dataset",
+        )
+    opened = Dataset(dataset_path)
+    if opened.manifest.source != record.dataset_source:
+        raise AvatarError(
+            "this dataset was captured from a different video than the run was fitted to",
+            path=dataset_path,
+            fix="Pass the dataset the run was fitted to",
+        )
+    driver = HeadDriver(fitted.model, record.K_window, record.resolution, backend)
+    return FittedHead(driver, record, fitted.step, opened)

@@ -1,0 +1,1 @@
+"""Image and lip metrics, shared by training (SSIM as a loss) and evaluation."""

@@ -1,0 +1,1 @@
+"""The built-in sample: a talking clip generated from a portrait and synthesised speech, with its ground truth."""

@@ -1,0 +1,72 @@
+"""Data preparation of a fit: targets, driving signals and mouth-motion targets, made once from the dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from avatar.audio.normalization import normalize_audio_windows
+from avatar.audio.sync import shift_frames, speech_loudness
+from avatar.data.dataset import Dataset
+from avatar.model.landmark_motion import landmark_displacements, mouth_motion_targets, rest_motion
+from avatar.model.talking_head import ClipSignals
+from avatar.runs.record import RunRecord
+from avatar.train.frames import TrainingFrames
+
+
+@dataclass
+class TrainingData:
+    frames: TrainingFrames  # the training frames' targets
+    val: TrainingFrames | None  # a spread of the held-out frames, None when the dataset holds none out
+    signals: ClipSignals  # every frame's audio (lined up with the mouth), eye openness and pose
+    motion_targets: Tensor  # [F + 1, J, 3] tracked mouth and jaw motion of every frame, then at rest
+    K: Tensor  # [3, 3] camera of the rendered head window
+    resolution: int
+    background: Tensor  # [R, R, 3] the background plate's head window
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        return self.frames.indices
+
+
+def clip_signals(dataset: Dataset, run: RunRecord) -> ClipSignals:
+    """The capture's driving signals, its audio normalised and shifted as the run was trained."""
+    tracking = dataset.tracking
+    audio = normalize_audio_windows(dataset.audio_features(), run.audio_normalization)
+    audio = torch.from_numpy(shift_frames(audio, run.audio_offset_frames))
+    return ClipSignals(audio, tracking.eye_openness, tracking.rotations, tracking.translations)
+
+
+def prepare_training_data(
+    dataset: Dataset, run: RunRecord, settings_val_frames: int, device: torch.device, *, progress: bool
+) -> TrainingData:
+    split = dataset.split
+    frames = TrainingFrames(dataset, split.train, run.window, run.resolution, progress=progress)
+    val = None
+    if len(split.val):
+        count = min(settings_val_frames, len(split.val))
+        rows = np.linspace(0, len(split.val) - 1, count).round().astype(int)
+        val = TrainingFrames(dataset, split.val[rows], run.window, run.resolution, progress=False)
+    signals = clip_signals(dataset, run)
+    tracking = dataset.tracking
+    displacements = landmark_displacements(
+        tracking.landmarks,
+        tracking.rotations,
+        tracking.translations,
+        tracking.intrinsics,
+        tracking.canonical_landmarks,
+    )
+    targets = mouth_motion_targets(displacements)
+    rest = rest_motion(targets, speech_loudness(np.asarray(signals.audio)), frames.indices)
+    return TrainingData(
+        frames=frames,
+        val=val,
+        signals=signals,
+        motion_targets=torch.from_numpy(np.concatenate([targets, rest[None]])).to(device),
+        K=torch.as_tensor(run.K_window, dtype=torch.float32, device=device),
+        resolution=run.resolution,
+        background=frames.background.to(device),
+    )

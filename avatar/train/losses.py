@@ -1,0 +1,75 @@
+"""The fit's loss terms, as pure functions of tensors, and their weighted sum.
+
+Images are [R, R, C] in [0, 1]; masks [R, R, 1] in {0, 1}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from avatar.metrics.image import ssim
+from avatar.runs.settings import Stage, TrainSettings
+
+OFFSET_SCALE_M = 0.01  # a position offset of 1 cm costs 1 in the offset regulariser
+
+
+def l1_loss(rgb: Tensor, target: Tensor) -> Tensor:
+    return (rgb - target).abs().mean()
+
+
+def dssim_loss(rgb: Tensor, target: Tensor) -> Tensor:
+    """1 - SSIM."""
+    return 1 - ssim(rgb, target)
+
+
+def alpha_loss(alpha: Tensor, head_mask: Tensor) -> Tensor:
+    """Mean absolute difference of the rendered alpha [R, R, 1] and the head mask."""
+    return (alpha - head_mask).abs().mean()
+
+
+def mouth_region_loss(rgb: Tensor, target: Tensor, mouth_mask: Tensor) -> Tensor:
+    """Mean absolute colour error inside the mouth region (0 when the region is empty)."""
+    error = (rgb - target).abs()
+    return (error * mouth_mask).sum() / (rgb.shape[-1] * mouth_mask.sum()).clamp_min(1.0)
+
+
+def offset_loss(deformed_means: Tensor, canonical_means: Tensor) -> Tensor:
+    """[N, 3] both, metres -> mean squared position offset in units of OFFSET_SCALE_M."""
+    return ((deformed_means - canonical_means) / OFFSET_SCALE_M).square().sum(-1).mean()
+
+
+def motion_loss(predicted: Tensor, target: Tensor, sigma: float) -> Tensor:
+    """[B, J, 3] predicted and tracked landmark motion, metres -> mean squared error in units of sigma."""
+    return (predicted - target).square().sum(-1).mean() / sigma**2
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """One step's loss terms (scalars); `total` weighs them as the settings say."""
+
+    l1: Tensor
+    dssim: Tensor
+    alpha: Tensor
+    mouth: Tensor
+    offsets: Tensor
+    motion: Tensor
+
+    def total(self, settings: TrainSettings, stage: Stage) -> Tensor:
+        mouth_weight = settings.mouth_weight * (2.0 if stage is Stage.MOUTH else 1.0)
+        return (
+            (1 - settings.ssim_weight) * self.l1
+            + settings.ssim_weight * self.dssim
+            + settings.alpha_weight * self.alpha
+            + mouth_weight * self.mouth
+            + settings.offset_weight * self.offsets
+            + settings.motion_weight * self.motion
+        )
+
+    def values(self, total: Tensor) -> dict[str, float]:
+        """{"loss": total, term: value, ...} as floats, with one device sync."""
+        names = ["loss"] + [field.name for field in fields(self)]
+        tensors = [total] + [getattr(self, field.name) for field in fields(self)]
+        return dict(zip(names, torch.stack([tensor.detach() for tensor in tensors]).tolist()))

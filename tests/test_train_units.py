@@ -1,0 +1,146 @@
+"""The trainer's pieces alone: loss terms, the densification strategy's hooks, training state, the log."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from avatar.runs.settings import PRESETS, Stage
+from avatar.train.densify import DensifyState
+from avatar.train.log import COLUMNS, TrainLog
+from avatar.train.losses import (
+    LossTerms,
+    alpha_loss,
+    dssim_loss,
+    l1_loss,
+    motion_loss,
+    mouth_region_loss,
+    offset_loss,
+)
+from avatar.train.state import TrainingState, head_extent
+from avatar.train.strategy import DensifyStrategy
+from tests.test_model_talking_head import make_head
+
+TINY = PRESETS["tiny"]
+
+
+def test_image_losses_are_zero_on_a_perfect_render_and_measure_the_error():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(16, 16, 3, generator=generator)
+    assert l1_loss(target, target) == 0 and dssim_loss(target, target).abs() < 1e-6
+    assert l1_loss(target + 0.1, target) == pytest.approx(0.1, abs=1e-6)
+    assert dssim_loss(torch.rand(16, 16, 3, generator=generator), target) > 0.5
+    head = torch.zeros(16, 16, 1)
+    head[4:12, 4:12] = 1
+    assert alpha_loss(head, head) == 0 and alpha_loss(torch.zeros_like(head), head) == pytest.approx(64 / 256)
+
+
+def test_mouth_loss_averages_inside_the_mouth_only():
+    target = torch.zeros(8, 8, 3)
+    rgb = torch.zeros(8, 8, 3)
+    rgb[0, 0] = 1.0  # an error outside the mouth
+    mouth = torch.zeros(8, 8, 1)
+    mouth[4:6, 4:6] = 1
+    assert mouth_region_loss(rgb, target, mouth) == 0
+    rgb[4, 4] = 0.5
+    assert mouth_region_loss(rgb, target, mouth) == pytest.approx(0.5 / 4)
+    assert mouth_region_loss(rgb, target, torch.zeros_like(mouth)) == 0  # no mouth in view
+
+
+def test_offset_and_motion_losses_are_in_their_units():
+    canonical = torch.zeros(5, 3)
+    assert offset_loss(canonical + torch.tensor([0.01, 0.0, 0.0]), canonical) == pytest.approx(1.0)  # 1 cm
+    predicted = torch.zeros(2, 3, 3)
+    target = torch.zeros(2, 3, 3)
+    target[..., 1] = 0.004
+    assert motion_loss(predicted, target, sigma=0.002) == pytest.approx(4.0)
+
+
+def test_total_weighs_the_terms_and_doubles_the_mouth_in_the_mouth_stage():
+    one = torch.tensor(1.0)
+    zero = torch.tensor(0.0)
+    terms = LossTerms(l1=one, dssim=zero, alpha=zero, mouth=zero, offsets=zero, motion=zero)
+    assert terms.total(TINY, Stage.AUDIO) == pytest.approx(1 - TINY.ssim_weight)
+    mouth = replace(terms, l1=zero, mouth=one)
+    assert mouth.total(TINY, Stage.MOUTH) == pytest.approx(2 * mouth.total(TINY, Stage.AUDIO))
+    values = terms.values(terms.total(TINY, Stage.CANONICAL))
+    assert list(values) == ["loss", "l1", "dssim", "alpha", "mouth", "offsets", "motion"]
+    assert values["l1"] == 1.0
+
+
+class _Render:
+    """The part of a RenderOutput the strategy reads."""
+
+    def __init__(self, n: int):
+        self.means2d = torch.zeros(n, 2, requires_grad=True)
+        self.radii = torch.ones(n, dtype=torch.int32)
+
+
+def test_strategy_accumulates_after_backward_and_densifies_on_schedule():
+    model = make_head(300)
+    state = TrainingState.start(model, TINY, seed=0)
+    strategy = DensifyStrategy(
+        grad_threshold=1e-9, min_opacity=0.0, max_count=400, extent=head_extent(model), every=5, until=12
+    )
+    densify = strategy.initialize_state(model.gaussians.num, torch.device("cpu"))
+    counts = []
+    for step in range(15):
+        out = _Render(model.gaussians.num)
+        strategy.step_pre_backward(out)
+        (out.means2d * torch.arange(1.0, out.means2d.numel() + 1).view_as(out.means2d)).sum().backward()
+        strategy.step_post_backward(step, out, densify, image_size=64)
+        strategy.step_post_optimizer(step, model, state.optimizer, densify)
+        counts.append(model.gaussians.num)
+    # densifies at done == 10 only (not at 5: the first interval only gathers statistics; not after `until`)
+    assert counts[:9] == [300] * 9 and counts[9] == 400 and counts[-1] == 400
+    assert densify.num == 400 and int(densify.visits.sum()) == 400 * 2  # steps 10 and 11 since the reset
+
+
+def test_strategy_resets_opacities_on_schedule():
+    model = make_head(50)
+    state = TrainingState.start(model, TINY, seed=0)
+    strategy = DensifyStrategy(1.0, 0.0, 50, 0.1, every=1000, until=100, opacity_reset_every=3)
+    with torch.no_grad():
+        model.gaussians.opacity_logits.fill_(5.0)
+    densify = DensifyState.zeros(50)
+    strategy.step_post_optimizer(1, model, state.optimizer, densify)
+    assert model.gaussians.activated().opacities.min() > 0.9
+    strategy.step_post_optimizer(2, model, state.optimizer, densify)  # done == 3
+    assert model.gaussians.activated().opacities.max() <= 0.0100001
+
+
+def test_training_state_save_and_restore_continue_identically(tmp_path):
+    model = make_head(200)
+    state = TrainingState.start(model, TINY, seed=3)
+    loss = model.gaussians.activated().colors.square().sum()
+    loss.backward()
+    state.optimizer.step()
+    state.rng.integers(10, size=5)
+    state.save(tmp_path, 7, 12.5, finished=False)
+    restored = TrainingState.restore(tmp_path, TINY, torch.device("cpu"), "torch")
+    assert restored.step == 7 and restored.elapsed == 12.5 and not restored.finished
+    assert restored.rng.integers(1 << 30) == state.rng.integers(1 << 30)
+    for (name, a), b in zip(state.model.state_dict().items(), restored.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    saved_moments = [s["exp_avg"] for s in state.optimizer.state.values() if "exp_avg" in s]
+    restored_moments = [s["exp_avg"] for s in restored.optimizer.state.values() if "exp_avg" in s]
+    assert len(saved_moments) == len(restored_moments) > 0
+    assert all(torch.equal(a, b) for a, b in zip(saved_moments, restored_moments))
+
+
+def test_train_log_writes_rows_and_appends_on_resume(tmp_path):
+    path = tmp_path / "train_log.csv"
+    terms = dict.fromkeys(("loss", "l1", "dssim", "alpha", "mouth", "offsets", "motion"), 0.5)
+    with TrainLog(path, append=False) as log:
+        log.write(1, Stage.CANONICAL, terms, 100, math.nan, 0.25)
+    with TrainLog(path, append=True) as log:
+        log.write(2, Stage.AUDIO, terms, 120, 30.0, 0.5)
+    rows = list(csv.reader(path.open()))
+    assert rows[0] == list(COLUMNS) and [row[:2] for row in rows[1:]] == [["1", "canonical"], ["2", "audio"]]
+    with TrainLog(path, append=False) as log:  # a new run starts the file again
+        pass
+    assert len(list(csv.reader(path.open()))) == 1
