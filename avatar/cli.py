@@ -115,9 +115,7 @@ def _run_render(config) -> None:
     from avatar.drive.video import render_video
 
     result = render_video(config)
-    print(
-        f"video: {result.video} ({result.frames} frames, {result.seconds_of_audio:.1f} s of audio)"
-    )
+    print(f"video: {result.video} ({result.frames} frames, {result.seconds_of_audio:.1f} s of audio)")
 
 
 def _run_eval(config) -> None:

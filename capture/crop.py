@@ -8,15 +8,12 @@ import cv2
 import numpy as np
 
 from avatar.core.errors import AvatarError
+from avatar.data.manifest import PixelSquare
 
 
 @dataclass(frozen=True)
-class SquareCrop:
+class SquareCrop(PixelSquare):
     """A square window of the upright source frame, in source pixels."""
-
-    x0: int
-    y0: int
-    side: int
 
     def apply(self, image: np.ndarray, size: int) -> np.ndarray:
         """[H, W, 3] source frame -> [size, size, 3] crop."""

@@ -119,9 +119,9 @@ def driven_frame_steps(
     The frame: log-mel windows, eye openness and view direction -> audio encoder and condition tokens ->
     spatial-audio attention over the Gaussians' hash-grid features -> per-Gaussian offsets and mouth skinning
     -> rasterization, the head composited in its last pass over the torso-over-background image of this frame
-    (a captured frame's torso over a background plate, as `avatar.composite.torso_over_background`).
+    (a captured frame's torso over a background plate, as `avatar.drive.compositor.torso_over_background`).
     config: the deformation field's sizes; default `DeformationConfig()`, that of the `default` fit preset.
-    hash_grid_backend: as `avatar.encoding.make_hash_grid`'s.
+    hash_grid_backend: as `avatar.model.encoding.select.make_hash_grid`'s.
     """
     device = scene.means.device
     config = config if config is not None else DeformationConfig()

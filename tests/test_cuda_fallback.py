@@ -94,7 +94,9 @@ def test_auto_rasterizer_renders_with_torch():
 
 
 def test_auto_rasterizer_for_a_device_says_why_our_kernels_are_not_used():
-    assert resolve_rasterizer("auto", torch.device("cpu")) == BackendChoice("torch", "the inputs are on the cpu")
+    assert resolve_rasterizer("auto", torch.device("cpu")) == BackendChoice(
+        "torch", "the inputs are on the cpu"
+    )
     choice = resolve_rasterizer("auto", torch.device("cuda"))
     assert choice.name in ("gsplat", "torch") and "cannot be built" in choice.note and "CUDA" in choice.note
 

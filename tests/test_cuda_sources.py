@@ -22,3 +22,13 @@ def test_cuda_sources_compile_link_and_match_their_callers():
     for name in sources:
         assert f"ok  {name}" in result.stdout
     assert "ok  bindings.cpp" in result.stdout and "all CUDA sources compile" in result.stdout
+
+
+def test_tile_size_is_one_number_in_the_reference_the_wrapper_and_the_kernels():
+    import re
+
+    from avatar.render.tiles import TILE_SIZE as reference
+    from cuda_ext.rasterize import TILE_SIZE as wrapper
+
+    kernels = re.search(r"constexpr int kTileSize = (\d+);", (REPO / "cuda_ext/csrc/common.cuh").read_text())
+    assert kernels is not None and int(kernels.group(1)) == wrapper == reference

@@ -129,3 +129,19 @@ def test_fit_without_a_preset_on_the_cpu_says_so_before_any_work(tmp_path):
     assert choose_preset(config, torch.device("cuda")) == "default"
     assert choose_preset(replace(config, preset="default"), torch.device("cpu")) == "default"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["render", "eval"])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, command):
+    from avatar.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    flag = "--out" if command == "render" else "--json"
+    target = blocker / "out.mp4"  # a folder that cannot be made: its parent is a file
+    extra = ["--audio", str(tmp_path / "speech.wav")] if command == "render" else []
+    assert main([command, str(tmp_path / "no_run"), *extra, flag, str(target)]) == 2
+    error = capsys.readouterr().err
+    assert f"{flag} cannot be written there" in error and str(target) in error and "no run.json" not in error
+    assert main([command, str(tmp_path / "no_run"), *extra, flag, str(tmp_path)]) == 2
+    assert f"{flag} is a directory" in capsys.readouterr().err

@@ -417,7 +417,7 @@ def test_encoding_100k_points_stays_within_a_few_hundred_megabytes():
     script = textwrap.dedent(
         """
         import resource, torch
-        from avatar.encoding import HashGridEncoding
+        from avatar.model.encoding import HashGridEncoding
         module = HashGridEncoding()
         module(torch.rand(100, 3, requires_grad=True)).sum().backward()  # params.grad exists from here on
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

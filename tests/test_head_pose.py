@@ -66,7 +66,9 @@ def _observe(shapes: np.ndarray, R: np.ndarray, t: np.ndarray, focal: float, see
     noisy weak-perspective relative depth of unknown scale."""
     rng = np.random.default_rng(seed)
     shapes = np.broadcast_to(shapes, (len(R), 478, 3))
-    pixels = project(shapes, R, t, centered_intrinsics(focal, SIZE)) + rng.normal(0, NOISE_PX, (len(R), 478, 2))
+    pixels = project(shapes, R, t, centered_intrinsics(focal, SIZE)) + rng.normal(
+        0, NOISE_PX, (len(R), 478, 2)
+    )
     rotated_depth = np.einsum("nj,npj->np", R[:, 2], shapes)
     depth = MEDIAPIPE_Z_SCALE * focal / t[:, 2:3] * rotated_depth + rng.normal(0, 2.0, (len(R), 478))
     return np.concatenate([pixels, depth[..., None]], axis=-1)

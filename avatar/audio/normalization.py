@@ -1,6 +1,6 @@
 """Speaker- and recording-independent driving features: a clip's log-mel windows normalised per mel band.
 
-The log-mel windows of `avatar/audio_features.py` still carry the voice and the room: a speaker's pitch
+The log-mel windows of `avatar/audio/features.py` still carry the voice and the room: a speaker's pitch
 harmonics, the microphone's frequency response, the noise in the pauses, a telephone or archive recording's
 missing high band. A model fitted to one clip then reads another voice's features as something it never saw
 (for example an archive recording's hiss as continuous speech, so the mouth hangs half open). Before the

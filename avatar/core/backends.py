@@ -113,26 +113,15 @@ def resolve_rasterizer(requested: str, device: torch.device) -> BackendChoice:
     return BackendChoice("gsplat" if gsplat_unavailable_reason() is None else "torch", kernels)
 
 
-def rasterizer_for_inputs(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    viewmat: Tensor,
-    K: Tensor,
-    background: Tensor | None = None,
-) -> str:
-    """What rasterize(..., backend="auto") runs for these inputs: "cuda" when our kernels can render them
-    (building them on first use), else "gsplat" when gsplat can, else "torch" (CPU tensors, float64, a
-    gradient w.r.t. K, no GPU or toolkit, ...)."""
-    tensors = (means, quats, scales, opacities, colors, viewmat, K, background)
-    inputs_reason = cuda_rasterize.inputs_unsupported_reason(*tensors)
-    if inputs_reason is not None:
+def rasterizer_for_inputs(tensors: tuple[Tensor | None, ...], num_channels: int) -> str:
+    """What rasterize(..., backend="auto") runs for these inputs (cuda_ext.rasterize.inputs_unsupported_reason's
+    tensors, C colour channels): "cuda" when our kernels can render them (building them on first use), else
+    "gsplat" when gsplat can, else "torch" (CPU tensors, float64, a gradient w.r.t. K, no GPU, ...)."""
+    if cuda_rasterize.inputs_unsupported_reason(*tensors) is not None:
         return "torch"
     if cuda_kernels_unavailable_reason() is None:
         try:
-            cuda_rasterize.feature_padding(colors.shape[1] + 1)  # raises past the kernels' feature count
+            cuda_rasterize.feature_padding(num_channels + 1)  # raises past the kernels' feature count
             return "cuda"
         except CudaExtError:
             pass

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from avatar.data.dataset import Dataset
+from avatar.data.manifest import PixelSquare
 
 
 @dataclass(frozen=True)
-class HeadWindow:
-    """A square of the dataset's crop, in crop pixels."""
-
-    x0: int
-    y0: int
-    side: int
+class HeadWindow(PixelSquare):
+    """The square of the dataset's crop (in crop pixels) that the head is rendered in."""
 
     def intrinsics(self, K: np.ndarray, out_px: int) -> np.ndarray:
         """[3, 3] crop intrinsics -> [3, 3] intrinsics of the window resampled to out_px x out_px."""
@@ -35,13 +32,6 @@ class HeadWindow:
         if out_px > self.side:
             interpolation = cv2.INTER_LINEAR
         return cv2.resize(window, (out_px, out_px), interpolation=interpolation)
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(data: dict) -> HeadWindow:
-        return HeadWindow(int(data["x0"]), int(data["y0"]), int(data["side"]))
 
 
 def head_window(

@@ -46,22 +46,23 @@ class AudioTrack:
     source: FileFingerprint  # the video's own audio, or the file given with --audio
 
 
-def join_feature_shape(fields: dict[str, Any]) -> dict[str, Any]:
-    """Fields with `audio_features` and `audio_features_shape` -> the JSON layout, where the shape is the
-    `shape` entry of `audio_features`."""
-    fields = dict(fields)
-    shape = fields.pop("audio_features_shape")
-    return {**fields, "audio_features": {**fields["audio_features"], "shape": shape}}
+class AudioFeaturesLayout:
+    """For records with `audio_features` and `audio_features_shape` fields: in their JSON the shape is the
+    `shape` entry of `audio_features`, as the first dataset and run files wrote it."""
 
+    def _encode(self, fields: dict[str, Any]) -> dict[str, Any]:
+        fields = dict(fields)
+        shape = fields.pop("audio_features_shape")
+        return {**fields, "audio_features": {**fields["audio_features"], "shape": shape}}
 
-def split_feature_shape(fields: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of `join_feature_shape`."""
-    features = dict(fields["audio_features"])
-    return {**fields, "audio_features": features, "audio_features_shape": features.pop("shape")}
+    @classmethod
+    def _decode(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        features = dict(fields["audio_features"])
+        return {**fields, "audio_features": features, "audio_features_shape": features.pop("shape")}
 
 
 @dataclass(frozen=True)
-class DatasetManifest(Record):
+class DatasetManifest(AudioFeaturesLayout, Record):
     """`dataset.json`: what a finished capture holds (docs/dataset_format.md)."""
 
     FORMAT: ClassVar[str] = "splat-avatar-dataset"
@@ -78,13 +79,6 @@ class DatasetManifest(Record):
     crop: PixelSquare  # the crop, in pixels of the upright source video
     source_size: tuple[int, int]  # width, height of the upright source video
     mask_channels: tuple[str, ...] = MASK_CHANNELS
-
-    def _encode(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return join_feature_shape(fields)
-
-    @classmethod
-    def _decode(cls, fields: dict[str, Any]) -> dict[str, Any]:
-        return split_feature_shape(fields)
 
 
 @dataclass(frozen=True)

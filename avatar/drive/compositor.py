@@ -10,7 +10,7 @@ from avatar.data.head_window import HeadWindow
 
 def torso_over_background(
     frame: np.ndarray,  # [S, S, 3] uint8: a captured frame
-    masks: np.ndarray,  # [S, S, 4] uint8: person, head, torso, mouth (see avatar.dataset)
+    masks: np.ndarray,  # [S, S, 4] uint8: person, head, torso, mouth (see avatar.data.dataset)
     background: np.ndarray,  # [S, S, 3] uint8
     *,
     feather_px: int = 2,

@@ -88,12 +88,16 @@ class FittedHead:
     def capture_signals(self) -> ClipSignals:
         """The capture's own audio (lined up with its mouth as in training), eye openness and poses."""
         tracking = self.dataset.tracking
-        audio = shift_frames(self.driving_features(self.dataset.audio_features()), self.record.audio_offset_frames)
+        audio = shift_frames(
+            self.driving_features(self.dataset.audio_features()), self.record.audio_offset_frames
+        )
         return ClipSignals(audio, tracking.eye_openness, tracking.rotations, tracking.translations)
 
     def composite(self, head: DrivenFrame, pose_frame: int, background: np.ndarray) -> np.ndarray:
         """-> [S, S, 3] float32 in [0, 1]: the head over capture frame `pose_frame`'s torso over `background`."""
-        base = torso_over_background(self.dataset.frame(pose_frame), self.dataset.masks(pose_frame), background)
+        base = torso_over_background(
+            self.dataset.frame(pose_frame), self.dataset.masks(pose_frame), background
+        )
         return head_over(base, head.rgb.cpu().numpy(), head.alpha.cpu().numpy(), self.window)
 
 

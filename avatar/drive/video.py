@@ -102,7 +102,12 @@ def render_video(config: RenderConfig) -> RenderResult:
     background = _background(config, dataset.background())
     driver = fitted.driver
     with VideoWriter(
-        config.out, int(round(fps)), dataset.size, dataset.size, audio=audio, audio_rate=feature_config.sample_rate
+        config.out,
+        int(round(fps)),
+        dataset.size,
+        dataset.size,
+        audio=audio,
+        audio_rate=feature_config.sample_rate,
     ) as writer:
         for i in tqdm(range(count), desc="render", unit="frame", disable=not config.progress, leave=False):
             conditions = signals.conditions([i], window=driver.model.window, device=driver.device)

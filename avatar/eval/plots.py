@@ -9,6 +9,7 @@ figure registry and no rcParams are touched, so plotting is safe in any process.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import matplotlib
@@ -91,18 +92,10 @@ def line_plot(
     return _fit(image, width, height)
 
 
-def line_plot_png(
-    path: Path,
-    series: dict[str, np.ndarray],
-    *,
-    x: np.ndarray | None = None,
-    title: str = "",
-    xlabel: str = "",
-    ylabel: str = "",
-    size: tuple[int, int] = (900, 360),
-) -> None:
-    """`line_plot`, written to `path` as a PNG (atomically: a crash leaves no half-written file)."""
-    image = line_plot(series, x=x, title=title, xlabel=xlabel, ylabel=ylabel, size=size)
+def line_plot_png(path: Path, series: dict[str, np.ndarray], **options: Any) -> None:
+    """`line_plot(series, **options)`, written to `path` as a PNG (atomically: a crash leaves no half-written
+    file)."""
+    image = line_plot(series, **options)
     write_png(path, image)
 
 

@@ -1,6 +1,6 @@
 """Audio tokens: a log-mel window per video frame -> one vector, smoothed over neighbouring frames.
 
-`AudioEncoder` reads one frame's window ([16 steps, 80 mel bins], see avatar/audio_features.py) with 1-D
+`AudioEncoder` reads one frame's window ([16 steps, 80 mel bins], see avatar/audio/features.py) with 1-D
 convolutions over time, the mel bins as channels. `AudioSmoother` blends the tokens of a frame and its W - 1
 neighbours with weights it predicts from them (AD-NeRF's AudioAttNet: 1-D convolutions over the W positions,
 a linear layer, a softmax), so the mouth moves smoothly from frame to frame. `AudioTokenizer` chains both.

@@ -207,7 +207,7 @@ class DeformationField(nn.Module):
             positions outside it are clamped. Stored as buffers, so a checkpoint restores them.
         audio_enabled: False replaces the audio token by zeros (the no-audio ablation); the audio tokenizer
             is still built, so checkpoints of both variants have the same keys.
-        hash_grid_backend: "auto", "torch", "cuda" or "tcnn" (see `avatar.encoding.make_hash_grid`; "auto"
+        hash_grid_backend: "auto", "torch", "cuda" or "tcnn" (see `avatar.model.encoding.select.make_hash_grid`; "auto"
             picks a CUDA grid only on a CUDA `device`)
         device: where the module lives; default the device of `bounds_min`
     """

@@ -10,7 +10,7 @@ Activations (raw parameter -> activated value):
 `CanonicalGaussians` changes its number of rows (`keep`, `append`, `change_rows`) by replacing its five
 `nn.Parameter`s with new ones (as the reference 3DGS code does; resizing a parameter's `.data` in place would
 break autograd for any graph still alive). The returned `RowChange` says how the rows moved and which
-parameter replaced which: `avatar.model.densify.remap_adam_state(optimizer, change)` swaps them in an
+parameter replaced which: `avatar.train.densify.remap_adam_state(optimizer, change)` swaps them in an
 optimiser and moves its state along, so the trainer keeps one optimiser.
 """
 

@@ -72,7 +72,7 @@ def rest_motion(
 
     Args:
         targets: np.ndarray  # [F, J, 3] from `mouth_motion_targets`
-        loudness: np.ndarray  # [F] (`avatar.audio_sync.speech_loudness`)
+        loudness: np.ndarray  # [F] (`avatar.audio.sync.speech_loudness`)
         frames: np.ndarray  # [T] the frames to choose from (the training frames)
     Returns:
         rest: np.ndarray  # [J, 3]

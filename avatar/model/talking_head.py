@@ -37,7 +37,7 @@ class TalkingHead(nn.Module):
             e.g. for a module whose state dict is loaded next
         audio_enabled: False zeroes the audio token (the no-audio ablation)
         bounds: the deformation's hash-grid box ([3], [3]); default `padded_bounds` of the Gaussians' means
-        hash_grid_backend: "auto", "torch", "cuda" or "tcnn" (see `avatar.encoding.make_hash_grid`; "auto":
+        hash_grid_backend: "auto", "torch", "cuda" or "tcnn" (see `avatar.model.encoding.select.make_hash_grid`; "auto":
             tiny-cuda-nn when built on a CUDA device with tinycudann installed, else this project's CUDA kernel
             when it builds there, else the PyTorch grid)
         device: where to build the module (the Gaussians are moved there); default the Gaussians' device.
@@ -150,7 +150,13 @@ class ClipSignals:
     ) -> FrameConditions:
         """`frame_conditions` of these frames."""
         return frame_conditions(
-            self.audio, self.eye, self.rotations, self.translations, frame_indices, window=window, device=device
+            self.audio,
+            self.eye,
+            self.rotations,
+            self.translations,
+            frame_indices,
+            window=window,
+            device=device,
         )
 
 

@@ -19,41 +19,28 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
 
 from avatar.core.backends import gsplat_unavailable_reason
 from avatar.core.errors import AvatarError
-from avatar.render.output import RenderOutput
+from avatar.render.interface import RasterizeInputs, RenderOutput
 from avatar.render.tiles import TILE_SIZE
 from cuda_ext.rasterize import inputs_unsupported_reason
 
 
-def rasterize_gsplat(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    viewmat: Tensor,
-    K: Tensor,
-    width: int,
-    height: int,
-    background: Tensor | None,
-    near_plane: float,
-    far_plane: float,
-    eps2d: float,
-) -> RenderOutput:
-    """The "gsplat" backend of avatar.render.rasterize (same arguments and RenderOutput; see the module notes).
+def rasterize_gsplat(inputs: RasterizeInputs) -> RenderOutput:
+    """The "gsplat" backend of avatar.render.rasterize (same conventions; see the module notes).
 
     Differentiable w.r.t. means, quats, scales, opacities, colors, background and viewmat.
     """
-    inputs = (means, quats, scales, opacities, colors, viewmat, K, background)
-    reason = inputs_unsupported_reason(*inputs) or gsplat_unavailable_reason()
+    reason = inputs_unsupported_reason(*inputs.tensors) or gsplat_unavailable_reason()
     if reason is not None:
         raise AvatarError(
             f"the gsplat rasterizer cannot render this: {reason}",
             fix="Install gsplat on a machine with CUDA (pip install gsplat), or use backend='torch'",
         )
+    means, quats, scales, opacities, colors, viewmat, K, width, height, background, near, far, eps2d = (
+        inputs.arguments
+    )
     from gsplat import fully_fused_projection, isect_offset_encode, isect_tiles, rasterize_to_pixels
 
     radii, projected_means, depths, conics, _ = fully_fused_projection(
@@ -66,8 +53,8 @@ def rasterize_gsplat(
         width,
         height,
         eps2d=eps2d,
-        near_plane=near_plane,
-        far_plane=far_plane,
+        near_plane=near,
+        far_plane=far,
         packed=False,
         opacities=opacities,
     )

@@ -11,7 +11,7 @@ from avatar.core.backends import RasterizerName, rasterizer_for_inputs
 from avatar.core.errors import AvatarError
 from avatar.model.gaussians import GaussianSet
 from avatar.render.gsplat_backend import rasterize_gsplat
-from avatar.render.output import RenderOutput
+from avatar.render.interface import RasterizeInputs, RenderOutput
 from avatar.render.projection import project_gaussians
 from avatar.render.rasterize_torch import ALPHA_MIN, rasterize_to_pixels_torch
 from avatar.render.tiles import TILE_SIZE, alpha_half_extents, bin_gaussians
@@ -19,21 +19,10 @@ from cuda_ext.errors import CudaExtError
 from cuda_ext.rasterize import rasterize_cuda
 
 
-def _rasterize_torch(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    viewmat: Tensor,
-    K: Tensor,
-    width: int,
-    height: int,
-    background: Tensor | None,
-    near_plane: float,
-    far_plane: float,
-    eps2d: float,
-) -> RenderOutput:
+def _rasterize_torch(inputs: RasterizeInputs) -> RenderOutput:
+    means, quats, scales, opacities, colors, viewmat, K, width, height, background, near, far, eps2d = (
+        inputs.arguments
+    )
     projection = project_gaussians(
         means,
         quats,
@@ -42,8 +31,8 @@ def _rasterize_torch(
         K,
         width,
         height,
-        near_plane=near_plane,
-        far_plane=far_plane,
+        near_plane=near,
+        far_plane=far,
         eps2d=eps2d,
     )
     radii = projection.radii
@@ -66,56 +55,21 @@ def _rasterize_torch(
     return RenderOutput(rgb=rgb, alpha=alpha, depth=depth, radii=radii, means2d=projection.means2d)
 
 
-def _check_shapes(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    viewmat: Tensor,
-    K: Tensor,
-    width: int,
-    height: int,
-    background: Tensor | None,
-) -> None:
-    n = means.shape[0]
-    expected = {
-        "means": (means, (n, 3)),
-        "quats": (quats, (n, 4)),
-        "scales": (scales, (n, 3)),
-        "opacities": (opacities, (n,)),
-        "viewmat": (viewmat, (4, 4)),
-        "K": (K, (3, 3)),
-    }
-    for name, (tensor, shape) in expected.items():
-        if tuple(tensor.shape) != shape:
-            raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
-    if colors.ndim != 2 or colors.shape[0] != n:
-        raise ValueError(f"colors has shape {tuple(colors.shape)}, expected ({n}, C)")
-    channels = colors.shape[1]
-    if background is not None and tuple(background.shape) not in ((channels,), (height, width, channels)):
-        expected_text = f"({channels},) or ({height}, {width}, {channels})"
-        raise ValueError(f"background has shape {tuple(background.shape)}, expected {expected_text}")
-
-
-def _rasterize_cuda(*args) -> RenderOutput:
+def _rasterize_cuda(inputs: RasterizeInputs) -> RenderOutput:
     try:
-        return RenderOutput(*rasterize_cuda(*args))  # builds the kernels on first use
+        return RenderOutput(*rasterize_cuda(*inputs.arguments))  # builds the kernels on first use
     except CudaExtError as error:
         raise AvatarError(str(error)) from error
 
 
-def _rasterize_auto(*args) -> RenderOutput:
-    means, quats, scales, opacities, colors, viewmat, K, _, _, background = args[:10]
-    name = rasterizer_for_inputs(means, quats, scales, opacities, colors, viewmat, K, background)
-    return _BACKENDS[name](*args)
+def _rasterize_auto(inputs: RasterizeInputs) -> RenderOutput:
+    return _BACKENDS[rasterizer_for_inputs(inputs.tensors, inputs.colors.shape[1])](inputs)
 
 
-# name -> fn(means, quats, scales, opacities, colors, viewmat, K, width, height, background, near_plane,
-# far_plane, eps2d) -> RenderOutput, with the conventions of `rasterize`. A backend that needs something
+# name -> fn(RasterizeInputs) -> RenderOutput, with the conventions of `rasterize`. A backend that needs something
 # missing on this machine (a GPU, a compiled extension, gsplat) raises AvatarError when called; "auto" picks
 # cuda, else gsplat, else torch for the inputs at hand (avatar.core.backends).
-_BACKENDS: dict[str, Callable[..., RenderOutput]] = {
+_BACKENDS: dict[str, Callable[[RasterizeInputs], RenderOutput]] = {
     "torch": _rasterize_torch,
     "cuda": _rasterize_cuda,
     "gsplat": rasterize_gsplat,
@@ -151,13 +105,7 @@ def rasterize(
     w.r.t. K), "gsplat" (gsplat's kernels; alpha capped at 0.999, see avatar.render.gsplat_backend) or "auto"
     (cuda, else gsplat, else torch: the first that can render the inputs).
     """
-    _check_shapes(means, quats, scales, opacities, colors, viewmat, K, width, height, background)
-    if backend not in _BACKENDS:
-        raise AvatarError(
-            f"unknown or unavailable rasterizer backend {backend!r}",
-            fix=f"use one of: {', '.join(sorted(_BACKENDS))}",
-        )
-    return _BACKENDS[backend](
+    inputs = RasterizeInputs(
         means,
         quats,
         scales,
@@ -172,6 +120,13 @@ def rasterize(
         far_plane,
         eps2d,
     )
+    inputs.check_shapes()
+    if backend not in _BACKENDS:
+        raise AvatarError(
+            f"unknown or unavailable rasterizer backend {backend!r}",
+            fix=f"use one of: {', '.join(sorted(_BACKENDS))}",
+        )
+    return _BACKENDS[backend](inputs)
 
 
 def render_gaussians(
@@ -182,8 +137,9 @@ def render_gaussians(
     background: Tensor | None = None,  # [R, R, 3] or [3]
     *,
     colors: Tensor | None = None,  # [N, C] splatted instead of the Gaussians' colours
-    backend: str = "torch",
+    backend: RasterizerName = "torch",
 ) -> RenderOutput:
+    """A GaussianSet rendered into a square image of `resolution` pixels."""
     return rasterize(
         gaussians.means,
         gaussians.quats,

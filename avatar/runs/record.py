@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -12,14 +12,14 @@ from avatar.audio.features import AudioFeatureConfig
 from avatar.audio.normalization import AudioNormalization
 from avatar.core.records import Record
 from avatar.data.head_window import HeadWindow
-from avatar.data.manifest import FileFingerprint, join_feature_shape, split_feature_shape
+from avatar.data.manifest import AudioFeaturesLayout, FileFingerprint
 from avatar.runs.settings import FitConfig, TrainSettings
 
 _FIT_AGAIN = "Fit again with this version of splat-avatar"
 
 
 @dataclass(frozen=True)
-class RunRecord(Record):
+class RunRecord(AudioFeaturesLayout, Record):
     """`run.json`, written once when a fit starts (docs/run_format.md)."""
 
     FORMAT: ClassVar[str] = "splat-avatar-run"
@@ -43,13 +43,6 @@ class RunRecord(Record):
     @property
     def K_window(self) -> np.ndarray:
         return np.asarray(self.intrinsics_window, dtype=np.float64)
-
-    def _encode(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return join_feature_shape(fields)
-
-    @classmethod
-    def _decode(cls, fields: dict[str, Any]) -> dict[str, Any]:
-        return split_feature_shape(fields)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from avatar.model.talking_head import TalkingHead
-from avatar.render.output import RenderOutput
+from avatar.render.interface import RenderOutput
 from avatar.runs.settings import TrainSettings
 from avatar.train.densify import DensifyState, densify_and_prune, remap_adam_state, reset_opacity
 

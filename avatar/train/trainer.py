@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from avatar.audio.normalization import AudioNormalization, normalize_audio_windows
@@ -28,10 +29,11 @@ from avatar.runs.checkpoint import has_checkpoint
 from avatar.runs.record import FitSummary, RunRecord
 from avatar.runs.run_dir import RunLayout, read_run
 from avatar.runs.settings import PRESETS, FitConfig, PresetName, Stage, TrainSettings
-from avatar.train.data import TrainingData, prepare_training_data
+from avatar.train.data import prepare_training_data
 from avatar.train.log import TrainLog
+from avatar.train.losses import LossTerms
 from avatar.train.state import TrainingState, head_extent
-from avatar.train.step import training_forward
+from avatar.train.step import TrainStep
 from avatar.train.strategy import DensifyStrategy
 from avatar.train.validation import validation_psnr
 
@@ -171,6 +173,7 @@ class FitRun:
             self.dataset, record, settings.val_frames, self.device, progress=self.config.progress
         )
         strategy = DensifyStrategy.from_settings(settings, head_extent(state.model))
+        forward = TrainStep(state.model, data, settings, self.backend)
         total, val_psnr = settings.total_steps, math.nan
         clock = time.perf_counter() - state.elapsed
         progress = tqdm(
@@ -179,7 +182,7 @@ class FitRun:
         with progress, TrainLog(self.layout.train_log, append=state.step > 0) as log:
             for step in range(state.step, total):
                 stage = settings.stage(step)
-                terms, out, loss = self._step(state, data, strategy, step, stage, settings)
+                terms, loss = self._step(state, forward, strategy, step, stage)
                 done = step + 1
                 if data.val is not None and (done % settings.val_every == 0 or done == total):
                     val_psnr = validation_psnr(state.model, data, stage, self.backend)
@@ -205,26 +208,21 @@ class FitRun:
         return summary
 
     def _step(
-        self,
-        state: TrainingState,
-        data: TrainingData,
-        strategy: DensifyStrategy,
-        step: int,
-        stage: Stage,
-        settings: TrainSettings,
-    ):
-        """One optimisation step, with densification around it."""
-        target = data.frames.target(int(state.rng.integers(len(data.frames))), self.device)
+        self, state: TrainingState, forward: TrainStep, strategy: DensifyStrategy, step: int, stage: Stage
+    ) -> tuple[LossTerms, Tensor]:
+        """One optimisation step, with densification around it; -> (loss terms, total loss)."""
+        frames = forward.data.frames
+        target = frames.target(int(state.rng.integers(len(frames))), self.device)
         generator = torch.Generator().manual_seed(int(state.rng.integers(2**62)))
-        terms, out = training_forward(state.model, data, target, stage, settings, generator, self.backend)
+        terms, out = forward.forward(target, stage, generator)
         strategy.step_pre_backward(out)
-        loss = terms.total(settings, stage)
+        loss = terms.total(forward.settings, stage)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        strategy.step_post_backward(step, out, state.densify, data.resolution)
+        strategy.step_post_backward(step, out, state.densify, forward.data.resolution)
         state.optimizer.step()
         strategy.step_post_optimizer(step, state.model, state.optimizer, state.densify)
-        return terms, out, loss
+        return terms, loss
 
     def _summary(
         self, record: RunRecord, state: TrainingState, steps: int, seconds: float, val_psnr: float

@@ -1,5 +1,5 @@
 // Multi-resolution hash-grid encoding of 3D positions, forward and backward, with the layout, hashing and
-// arithmetic of avatar/encoding/hash_grid.py (tiny-cuda-nn's): per level l, grid coordinate
+// arithmetic of avatar/model/encoding/hash_grid.py (tiny-cuda-nn's): per level l, grid coordinate
 // p = fmaf(scale_l, x, 0.5) (float32; float64 multiplies and adds with two roundings), cell = floor(p),
 // t = p - cell; corner c = cell + (c & 1, c >> 1 & 1, c >> 2 & 1) reads row
 //     dense:  (x + y res + z res^2) mod 2^32 mod table_size

@@ -217,6 +217,21 @@ def flatten_level_tables(tables: Sequence[Tensor], config: HashGridConfig) -> Te
     return torch.cat([table.reshape(-1) for table in tables])
 
 
+def checked_inputs(positions: Tensor, params: Tensor | Sequence[Tensor], config: HashGridConfig) -> Tensor:
+    """The flat parameters [P] of `params` (flat or per-level tables), after checking both inputs' shapes and
+    dtypes; raises ValueError naming what is wrong."""
+    if not isinstance(params, Tensor):
+        params = flatten_level_tables(params, config)
+    level_tables(params, config)  # validates the shape
+    if params.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"params must be float32 or float64, got {params.dtype}")
+    if positions.shape[-1] != N_POS_DIMS:
+        raise ValueError(f"positions must have shape [..., 3], got {list(positions.shape)}")
+    if not positions.is_floating_point():
+        raise ValueError(f"positions must be floating point, got {positions.dtype}")
+    return params
+
+
 def hash_grid_encode(positions: Tensor, params: Tensor | Sequence[Tensor], config: HashGridConfig) -> Tensor:
     """Encode positions with the hash grid `params` (first derivatives w.r.t. both).
 
@@ -227,15 +242,7 @@ def hash_grid_encode(positions: Tensor, params: Tensor | Sequence[Tensor], confi
     Returns:
         features: Tensor  # [..., L * F] in the parameters' dtype (float32 or float64); level l in l*F:(l+1)*F
     """
-    if not isinstance(params, Tensor):
-        params = flatten_level_tables(params, config)
-    level_tables(params, config)  # validates the shape
-    if params.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"params must be float32 or float64, got {params.dtype}")
-    if positions.shape[-1] != N_POS_DIMS:
-        raise ValueError(f"positions must have shape [..., 3], got {list(positions.shape)}")
-    if not positions.is_floating_point():
-        raise ValueError(f"positions must be floating point, got {positions.dtype}")
+    params = checked_inputs(positions, params, config)
     batch_shape = positions.shape[:-1]
     flat = positions.reshape(-1, N_POS_DIMS).clamp(0.0, 1.0)
     features = _HashGridFunction.apply(flat, params, config)

@@ -11,8 +11,7 @@ from avatar.model.encoding.hash_grid import (
     N_POS_DIMS,
     HashGridConfig,
     HashGridEncoding,
-    flatten_level_tables,
-    level_tables,
+    checked_inputs,
 )
 from cuda_ext.hash_grid import hash_grid_encode_cuda as _encode
 
@@ -41,15 +40,7 @@ def hash_grid_encode_cuda(positions: Tensor, params: Tensor | list[Tensor], conf
     Returns:
         features: Tensor  # [..., L * F] in the parameters' dtype
     """
-    if not isinstance(params, Tensor):
-        params = flatten_level_tables(params, config)
-    level_tables(params, config)  # validates the shape
-    if params.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"params must be float32 or float64, got {params.dtype}")
-    if positions.shape[-1] != N_POS_DIMS:
-        raise ValueError(f"positions must have shape [..., 3], got {list(positions.shape)}")
-    if not positions.is_floating_point():
-        raise ValueError(f"positions must be floating point, got {positions.dtype}")
+    params = checked_inputs(positions, params, config)
     if params.device.type != "cuda" or positions.device != params.device:
         raise ValueError(
             f"params and positions must be on one CUDA device, got {params.device}, {positions.device}"
