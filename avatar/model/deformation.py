@@ -41,7 +41,6 @@ from avatar.model.gaussians import GaussianSet
 from avatar.model.landmark_motion import skin_offsets
 from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
-TOKEN_NAMES = ("audio", "eye", "view", "null")  # the order of the attention weights' last axis
 NUM_OUTPUTS = 14  # means 3, quats 4, log scales 3, opacity 1, colour 3
 BOUNDS_PADDING = 0.1  # each side of the canonical bounding box grows by this fraction of its size
 
@@ -103,11 +102,11 @@ class DeformationConfig:
 
     @staticmethod
     def preset(name: str) -> DeformationConfig:
-        if name == "tiny":
-            return DeformationConfig.tiny()
-        if name == "default":
-            return DeformationConfig()
-        raise ValueError(f"unknown deformation preset {name!r}; use 'tiny' or 'default'")
+        """The sizes of the fit preset `name` (`tiny` or `default`)."""
+        presets = {"tiny": DeformationConfig.tiny, "default": DeformationConfig}
+        if name not in presets:
+            raise ValueError(f"unknown deformation preset {name!r}; use one of {', '.join(presets)}")
+        return presets[name]()
 
     def to_dict(self) -> dict:
         """Plain JSON-able values; `from_dict` inverts it."""

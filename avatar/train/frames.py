@@ -57,7 +57,6 @@ class TrainingFrames:
             self.heads[row] = head
             self.mouths[row] = window.cut(mouth_region(landmarks[index], dataset.size), resolution, 1) > 127
         self.background = torch.from_numpy(background.astype(np.float32) / 255)
-        self.intrinsics = torch.from_numpy(window.intrinsics(dataset.tracking.intrinsics, resolution)).float()
         self.viewmats = torch.from_numpy(dataset.tracking.viewmats[self.indices]).float()
 
     def __len__(self) -> int:

@@ -16,8 +16,14 @@ from avatar.runs.settings import Stage, TrainSettings
 OFFSET_SCALE_M = 0.01  # a position offset of 1 cm costs 1 in the offset regulariser
 
 
-def l1_loss(rgb: Tensor, target: Tensor) -> Tensor:
-    return (rgb - target).abs().mean()
+def absolute_error(rgb: Tensor, target: Tensor) -> Tensor:
+    """[R, R, C] both -> [R, R, C] |rgb - target|: the error image the L1 and mouth terms share."""
+    return (rgb - target).abs()
+
+
+def l1_loss(error: Tensor) -> Tensor:
+    """Mean of an `absolute_error` image."""
+    return error.mean()
 
 
 def dssim_loss(rgb: Tensor, target: Tensor) -> Tensor:
@@ -30,10 +36,9 @@ def alpha_loss(alpha: Tensor, head_mask: Tensor) -> Tensor:
     return (alpha - head_mask).abs().mean()
 
 
-def mouth_region_loss(rgb: Tensor, target: Tensor, mouth_mask: Tensor) -> Tensor:
-    """Mean absolute colour error inside the mouth region (0 when the region is empty)."""
-    error = (rgb - target).abs()
-    return (error * mouth_mask).sum() / (rgb.shape[-1] * mouth_mask.sum()).clamp_min(1.0)
+def mouth_region_loss(error: Tensor, mouth_mask: Tensor) -> Tensor:
+    """Mean of an `absolute_error` image inside the mouth region (0 when the region is empty)."""
+    return (error * mouth_mask).sum() / (error.shape[-1] * mouth_mask.sum()).clamp_min(1.0)
 
 
 def offset_loss(deformed_means: Tensor, canonical_means: Tensor) -> Tensor:

@@ -38,17 +38,17 @@ class TrainStep:
         out = render_gaussians(
             gaussians, target.viewmat, data.K, data.resolution, data.background, backend=self.backend
         )
+        # the terms in this order, the error image shared: the gradients sum as in every earlier version
+        error = losses.absolute_error(out.rgb, target.image)
+        l1 = losses.l1_loss(error)
+        dssim = losses.dssim_loss(out.rgb, target.image)
+        alpha = losses.alpha_loss(out.alpha, target.head)
+        mouth = losses.mouth_region_loss(error, target.mouth)
         offsets = torch.zeros((), device=target.image.device)
         if stage.deforms:
             offsets = losses.offset_loss(gaussians.means, model.gaussians.activated().means)
-        terms = losses.LossTerms(
-            l1=losses.l1_loss(out.rgb, target.image),
-            dssim=losses.dssim_loss(out.rgb, target.image),
-            alpha=losses.alpha_loss(out.alpha, target.head),
-            mouth=losses.mouth_region_loss(out.rgb, target.image, target.mouth),
-            offsets=offsets,
-            motion=self.mouth_motion(generator),
-        )
+        motion = self.mouth_motion(generator)
+        terms = losses.LossTerms(l1=l1, dssim=dssim, alpha=alpha, mouth=mouth, offsets=offsets, motion=motion)
         return terms, out
 
     def conditions(self, target: TargetFrame, stage: Stage, generator: torch.Generator) -> FrameConditions:

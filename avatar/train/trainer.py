@@ -47,7 +47,7 @@ def choose_preset(config: FitConfig, device: torch.device) -> PresetName:
     steps = PRESETS["default"].total_steps
     raise AvatarError(
         f"no --preset was given and this fit would run on the {device.type}: the default preset "
-        f"({steps} steps at full resolution) is made for a CUDA GPU and takes days on a CPU",
+        f"({steps} steps at full resolution) is made for a CUDA GPU and far too slow on a CPU",
         fix="Pass --preset tiny (a CPU fit in minutes), or --preset default to run the GPU preset anyway",
     )
 

@@ -1,0 +1,253 @@
+"""Phone alignment of English speech with pocketsphinx's built-in en-US models (no downloaded weights).
+
+`align_phones` recognises the words of a clip with pocketsphinx's default acoustic model, language model and
+CMU dictionary (all inside the pocketsphinx wheel), then force-aligns those words to the audio to get the
+time span of each phone. Phones are the 39 ARPAbet phones of the CMU dictionary without stress digits
+(`AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH`).
+Silence, and pocketsphinx's noise and filler models (`+NSN+`, `+SPN+`), come back as `"SIL"` segments, so the
+segments tile the span they cover: each starts where the one before it ends, merged where two SILs meet.
+
+The words are only a means to the phones: they need not be right (recognition errors replace a word by one
+that sounds alike, with mostly the same phones), the timing is what matters.
+
+Long audio is processed in chunks of about `chunk_s` seconds cut at the quietest 0.3 s near each chunk end,
+so that words are not cut in two; each chunk is recognised and aligned on its own and its segment times are
+offset back to the whole clip. A chunk without recognised words becomes one SIL segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from avatar.core.errors import AvatarError
+
+if TYPE_CHECKING:
+    from pocketsphinx import Decoder
+
+_log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # what pocketsphinx's en-US acoustic model was trained on
+SILENCE = "SIL"
+ARPABET = (
+    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()
+)
+
+_FRAME_RATE = 100  # pocketsphinx's feature frames per second (its `frate`)
+_FILLERS = {"SIL", "+NSN+", "+SPN+"}  # silence, noise and "speech-like noise" models: reported as SIL
+_SILENT_RMS = 1e-3  # -60 dBFS: a clip whose loudest 30 ms is below this is silent
+_MIN_WORDS = 2  # fewer recognised words than this over the whole clip: nothing to align
+_MIN_WORD_FRACTION = 0.1  # words must cover this share of the clip; noise gives a stray word or two
+_SEARCH_FRACTION = 0.25  # chunk ends are searched within chunk_s * (1 +- this)
+_PAUSE_S = 0.3  # the length of the quiet window a chunk is cut in the middle of
+
+_FIX = (
+    "Pass English speech at least a few words long (e.g. the audio track of the video, "
+    "`avatar.media.audio_io.load_audio(path, 16000)`)"
+)
+
+
+@dataclass(frozen=True)
+class PhoneSegment:
+    """One phone of a clip: an ARPAbet phone without stress digit (e.g. "AA", "P") or "SIL", and its span in
+    seconds from the start of the clip (start_s < end_s)."""
+
+    phone: str
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def align_phones(audio: np.ndarray, sample_rate: int, *, chunk_s: float = 20.0) -> list[PhoneSegment]:
+    """The phones of an English speech clip and when each is spoken.
+
+    Args:
+        audio: np.ndarray  # [S] mono samples in [-1, 1] (float; int16 is scaled by 1/32768)
+        sample_rate: the rate of `audio` in Hz; resampled to 16 kHz when different
+        chunk_s: about how long a piece of the clip is recognised at once (cut at a quiet point near it)
+    Returns:
+        segments: list[PhoneSegment]  # in time order, contiguous within each aligned stretch, SIL for silence
+    Raises:
+        AvatarError: the audio is silent, empty, not speech (no or almost no words recognised), or pocketsphinx
+            is not installed.
+        ValueError: audio is not one-dimensional, sample_rate or chunk_s is not positive.
+    """
+    samples = _to_16k(audio, sample_rate)
+    if chunk_s <= 0:
+        raise ValueError(f"chunk_s must be positive, got {chunk_s}")
+    duration_s = len(samples) / SAMPLE_RATE
+    if len(samples) < SAMPLE_RATE // 10:
+        raise AvatarError(f"the audio is {duration_s:.3f} s long, too short to hold speech", fix=_FIX)
+    loudest = float(_frame_rms(samples, SAMPLE_RATE * 3 // 100).max())
+    if loudest < _SILENT_RMS:
+        raise AvatarError(
+            f"the audio is silent (its loudest 30 ms is {_dbfs(loudest):.0f} dBFS), there are no phones to align",
+            fix=_FIX,
+        )
+    recogniser, aligner = _decoders()
+    segments: list[PhoneSegment] = []
+    words = 0
+    word_s = 0.0
+    for start, stop in _chunks(samples, chunk_s):
+        chunk = samples[start:stop]
+        offset_s = start / SAMPLE_RATE
+        chunk_segments, chunk_words, chunk_word_s = _align_chunk(recogniser, aligner, chunk)
+        words += chunk_words
+        word_s += chunk_word_s
+        if not chunk_segments:
+            chunk_segments = [PhoneSegment(SILENCE, 0.0, len(chunk) / SAMPLE_RATE)]
+        segments.extend(
+            PhoneSegment(s.phone, s.start_s + offset_s, min(s.end_s + offset_s, duration_s))
+            for s in chunk_segments
+        )
+    if words < _MIN_WORDS or word_s < _MIN_WORD_FRACTION * duration_s:
+        raise AvatarError(
+            f"no speech recognised in the audio ({words} word{'s' * (words != 1)} covering {word_s:.1f} of "
+            f"{duration_s:.1f} s): it is not English speech, or too noisy or quiet to align",
+            fix=_FIX,
+        )
+    return _merge_silences([s for s in segments if s.end_s > s.start_s])
+
+
+def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """[S] at sample_rate -> [S'] float32 at 16 kHz in [-1, 1]."""
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono [S] audio, got shape {audio.shape}")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if np.issubdtype(audio.dtype, np.integer):
+        audio = audio.astype(np.float32) / 32768.0
+    audio = np.nan_to_num(audio.astype(np.float32, copy=False))
+    if sample_rate != SAMPLE_RATE:
+        from scipy.signal import resample_poly
+
+        common = math.gcd(SAMPLE_RATE, int(sample_rate))
+        audio = resample_poly(audio, SAMPLE_RATE // common, int(sample_rate) // common).astype(np.float32)
+    return np.clip(audio, -1.0, 1.0)
+
+
+def _frame_rms(samples: np.ndarray, hop: int) -> np.ndarray:
+    """[S] -> [ceil(S / hop)] RMS of consecutive hop-long frames (the last one zero-padded)."""
+    frames = -(-len(samples) // hop)
+    padded = np.zeros(frames * hop, np.float64)
+    padded[: len(samples)] = samples
+    return np.sqrt(np.mean(padded.reshape(frames, hop) ** 2, axis=1))
+
+
+def _dbfs(rms: float) -> float:
+    return 20 * math.log10(max(rms, 1e-10))
+
+
+def _chunks(samples: np.ndarray, chunk_s: float) -> Iterator[tuple[int, int]]:
+    """(start, stop) sample ranges covering `samples`, each about chunk_s long, cut in the middle of the
+    quietest _PAUSE_S within chunk_s * (1 +- _SEARCH_FRACTION) of the chunk's start."""
+    hop = SAMPLE_RATE // _FRAME_RATE
+    energy = _frame_rms(samples, hop) ** 2
+    window = max(1, round(_PAUSE_S * _FRAME_RATE))
+    smoothed = np.convolve(energy, np.ones(window) / window, mode="same")  # [frames], centred
+    chunk = chunk_s * _FRAME_RATE
+    start = 0
+    frames = len(energy)
+    while frames - start > chunk * (1 + _SEARCH_FRACTION):
+        lo = start + max(window, int(chunk * (1 - _SEARCH_FRACTION)))
+        hi = min(frames - window, start + int(chunk * (1 + _SEARCH_FRACTION)) + 1)
+        if hi <= lo:
+            break
+        cut = lo + int(np.argmin(smoothed[lo:hi]))
+        yield start * hop, cut * hop
+        start = cut
+    yield start * hop, len(samples)
+
+
+def _decoders() -> tuple[Decoder, Decoder]:
+    """A recogniser (the default en-US language model) and an aligner (no language model; bestpath off, as
+    pocketsphinx's own phone-alignment tests advise). Both dither, or digital silence decodes to words."""
+    try:
+        from pocketsphinx import Decoder, set_loglevel
+    except ImportError as error:
+        raise AvatarError(
+            f"phone alignment needs pocketsphinx ({error})", fix='Install it: `pip install "pocketsphinx>=5,<6"`'
+        ) from error
+    set_loglevel("FATAL")  # its INFO/WARN lines go to stderr at every decoder start and utterance
+    try:
+        return Decoder(dither=True, loglevel="FATAL"), Decoder(
+            lm=None, bestpath=False, dither=True, loglevel="FATAL"
+        )
+    except (RuntimeError, ValueError) as error:
+        raise AvatarError(
+            f"pocketsphinx could not load its en-US models ({error})",
+            fix='Reinstall it: `pip install --force-reinstall "pocketsphinx>=5,<6"`',
+        ) from error
+
+
+def _decode(decoder: Decoder, pcm: bytes) -> None:
+    decoder.start_utt()
+    decoder.process_raw(pcm, no_search=False, full_utt=True)
+    decoder.end_utt()
+
+
+def _align_chunk(
+    recogniser: Decoder, aligner: Decoder, chunk: np.ndarray
+) -> tuple[list[PhoneSegment], int, float]:
+    """[S] 16 kHz samples -> (their phone segments from 0 s, recognised words, seconds those words span).
+
+    A chunk where pocketsphinx fails or finds no words gives no segments."""
+    pcm = (chunk * 32767.0).astype("<i2").tobytes()
+    try:
+        _decode(recogniser, pcm)
+        hypothesis = recogniser.hyp()
+        text = "" if hypothesis is None else hypothesis.hypstr.strip()
+        if not text:
+            return [], 0, 0.0
+        spans = [(s.start_frame, s.end_frame + 1) for s in recogniser.seg() if not _is_filler_word(s.word)]
+        words = len(text.split())
+        word_s = sum(stop - start for start, stop in spans) / _FRAME_RATE
+        aligner.set_align_text(text)
+        _decode(aligner, pcm)
+        aligner.set_alignment()
+        _decode(aligner, pcm)
+        alignment = aligner.get_alignment()
+        phones = [] if alignment is None else list(alignment.phones())
+    except (RuntimeError, ValueError, TypeError) as error:  # pocketsphinx's errors on audio it cannot align
+        _log.warning("pocketsphinx could not align %.1f s of audio (%s); left as silence", len(chunk) / 16e3, error)
+        return [], 0, 0.0
+    segments = [
+        PhoneSegment(
+            SILENCE if p.name in _FILLERS else p.name,
+            p.start / _FRAME_RATE,
+            (p.start + p.duration) / _FRAME_RATE,
+        )
+        for p in phones
+        if p.duration > 0
+    ]
+    return segments, words, word_s
+
+
+def _is_filler_word(word: str) -> bool:
+    return word.startswith(("<", "[")) or word == "(NULL)"
+
+
+def _merge_silences(segments: list[PhoneSegment]) -> list[PhoneSegment]:
+    """Join each run of touching SIL segments into one."""
+    merged: list[PhoneSegment] = []
+    for segment in segments:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.phone == SILENCE
+            and segment.phone == SILENCE
+            and segment.start_s - last.end_s < 0.5 / _FRAME_RATE
+        ):
+            merged[-1] = PhoneSegment(SILENCE, last.start_s, max(last.end_s, segment.end_s))
+        else:
+            merged.append(segment)
+    return merged
