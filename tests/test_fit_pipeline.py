@@ -159,3 +159,26 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     video = tmp_path / "demo" / "driven.mp4"
     with av.open(str(video)) as container:
         assert container.streams.video[0].frames == 200 and container.streams.audio
+
+
+@pytest.mark.slow
+def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sample_dataset, tmp_path):
+    run, _ = sample_runs["audio"]
+    speech = tmp_path / "speech.wav"
+    save_wav(speech, synthesize_speech(3.0, 16000, seed=5).audio, 16000)
+    openings = {}
+    for scale in (0.5, 1.0, 1.5):
+        out = tmp_path / f"scale_{scale}.mp4"
+        config = RenderConfig(run=run, audio=speech, out=out, mouth_scale=scale, blink="none", progress=False)
+        render_video(config)
+        openings[scale] = _mouth_openings(out)
+    spread = {scale: np.nanstd(values) for scale, values in openings.items()}
+    assert 0.35 < spread[0.5] / spread[1.0] < 0.65 and 1.3 < spread[1.5] / spread[1.0] < 1.7, spread
+    captured = mouth_openness(Dataset(sample_dataset[0]).tracking.landmarks)
+    closed, wide = np.percentile(captured, 10), np.percentile(captured, 90)
+    closures = openings[1.0] <= closed + 0.1 * (wide - closed)  # frames the fitted mouth closes
+    assert closures.sum() >= 5
+    for scale in (0.5, 1.5):
+        assert np.nanmax(openings[scale][closures]) < closed + 0.25 * (wide - closed)
+    with pytest.raises(AvatarError, match="--mouth-scale"):
+        render_video(RenderConfig(run=run, audio=speech, out=tmp_path / "x.mp4", mouth_scale=-1.0))

@@ -257,3 +257,27 @@ def test_conditions_move_between_devices():
     )
     moved = conditions.to("cpu")
     assert moved.batch_size == 1 and moved.audio.device.type == "cpu"
+
+
+def test_mouth_scale_scales_the_audio_s_change_from_silence():
+    head = make_head(300)
+    with torch.no_grad():  # a deformation that depends on the audio
+        for param in head.deformation.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    arrays = clip_arrays()
+    arrays["audio_features"] = np.random.default_rng(1).normal(size=arrays["audio_features"].shape)
+    conditions = frame_conditions(**arrays, frame_indices=[3, 7], window=head.window)
+    silent = frame_conditions(
+        **{**arrays, "audio_features": np.zeros_like(arrays["audio_features"])},
+        frame_indices=[3, 7],
+        window=head.window,
+    )
+    with torch.no_grad():
+        normal, _ = head(conditions)
+        rest, _ = head(silent)
+        for scale in (0.0, 0.5, 1.0, 1.5):
+            scaled, _ = head(conditions, mouth_scale=scale)
+            for b in range(2):
+                expected = rest[b].means + scale * (normal[b].means - rest[b].means)
+                torch.testing.assert_close(scaled[b].means, expected, atol=1e-6, rtol=1e-5)
+        assert (normal[0].means - rest[0].means).abs().max() > 1e-5  # the audio does move the Gaussians

@@ -50,8 +50,10 @@ class HeadDriver:
         background: Tensor | None = None,
         *,
         with_attention: bool = False,
+        mouth_scale: float = 1.0,
     ) -> list[DrivenFrame]:
-        sets, attention = self.model(conditions.to(self.device), deform=True)
+        """One DrivenFrame per frame of the batch; `mouth_scale` scales the articulation (TalkingHead)."""
+        sets, attention = self.model(conditions.to(self.device), deform=True, mouth_scale=mouth_scale)
         frames = []
         for b, gaussians in enumerate(sets):
             viewmat = viewmats[b].to(self.device, torch.float32)

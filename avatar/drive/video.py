@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from avatar.audio.features import audio_features_for_frames, num_video_frames
 from avatar.core.atomic import check_writable
 from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
+from avatar.drive.blinks import BlinkMode, eye_signal
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import load_fitted
 from avatar.media.audio_io import load_audio
@@ -38,6 +40,10 @@ class RenderConfig:
     """An image to use as background instead of the capture's background plate."""
     yaw_deg: float = 0.0
     """Turn the head by this angle about its vertical axis (a new viewpoint)."""
+    mouth_scale: float = 1.0
+    """Scale the articulation: 0.5 for softer speech, 1.5 for louder; closures stay closed."""
+    blink: BlinkMode = "capture"
+    """Eyes: the capture's own blinks (looped with its poses), none, or natural periodic blinks (3-5 s)."""
     dataset: Path | None = None
     """The dataset the run was fitted to, if it has moved."""
     device: DeviceName = "auto"
@@ -79,6 +85,10 @@ class RenderResult:
 
 def render_video(config: RenderConfig) -> RenderResult:
     check_writable(config.out, flag="--out")
+    if not (math.isfinite(config.mouth_scale) and 0 <= config.mouth_scale <= 4):
+        raise AvatarError(
+            f"--mouth-scale {config.mouth_scale} is outside 0 .. 4", fix="Pass e.g. 0.5, 1 or 1.5"
+        )
     fitted = load_fitted(config.run, device=config.device, backend=config.backend, dataset=config.dataset)
     dataset = fitted.dataset
     feature_config = fitted.record.audio_features
@@ -93,9 +103,15 @@ def render_video(config: RenderConfig) -> RenderResult:
     tracking = dataset.tracking
     poses = pingpong(np.flatnonzero(tracking.valid), count)
     turn = Rotation.from_euler("y", config.yaw_deg, degrees=True).as_matrix()
-    signals = ClipSignals(
-        features, tracking.eye_openness[poses], tracking.rotations[poses] @ turn, tracking.translations[poses]
+    valid = tracking.valid
+    eye = eye_signal(
+        config.blink,
+        tracking.eye_openness[valid],
+        tracking.eye_openness[poses],
+        fps,
+        capture_blink=tracking.blink[valid],
     )
+    signals = ClipSignals(features, eye, tracking.rotations[poses] @ turn, tracking.translations[poses])
     viewmats = np.tile(np.eye(4), (count, 1, 1))
     viewmats[:, :3, :3] = signals.rotations
     viewmats[:, :3, 3] = signals.translations
@@ -111,6 +127,8 @@ def render_video(config: RenderConfig) -> RenderResult:
     ) as writer:
         for i in tqdm(range(count), desc="render", unit="frame", disable=not config.progress, leave=False):
             conditions = signals.conditions([i], window=driver.model.window, device=driver.device)
-            head = driver.render(conditions, torch.from_numpy(viewmats[i : i + 1]))[0]
+            head = driver.render(
+                conditions, torch.from_numpy(viewmats[i : i + 1]), mouth_scale=config.mouth_scale
+            )[0]
             writer.write(to_uint8(fitted.composite(head, int(poses[i]), background)))
     return RenderResult(config.out, count, len(audio) / feature_config.sample_rate)

@@ -27,7 +27,7 @@ Gaussians themselves, not through the hash grid's (noisy) spatial gradient.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -152,6 +152,16 @@ class Deltas:
     @property
     def batch_size(self) -> int:
         return self.d_means.shape[0]
+
+    def scaled_from(self, rest: Deltas, scale: float) -> Deltas:
+        """rest + scale * (self - rest), field by field: `scale` times the change from `rest` (e.g. the
+        deltas of silence), so that 0 gives `rest`, 1 gives `self`."""
+        return Deltas(
+            *(
+                getattr(rest, field.name) + scale * (getattr(self, field.name) - getattr(rest, field.name))
+                for field in fields(self)
+            )
+        )
 
 
 def apply_deltas(canonical: GaussianSet, deltas: Deltas, batch_index: int) -> GaussianSet:

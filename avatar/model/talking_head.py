@@ -8,7 +8,7 @@ A checkpoint is `config_dict()` (JSON) plus `state_dict()` (tensors only, e.g. s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -81,13 +81,16 @@ class TalkingHead(nn.Module):
         return self.deformation.config.window
 
     def forward(
-        self, conditions: FrameConditions | None, *, deform: bool = True
+        self, conditions: FrameConditions | None, *, deform: bool = True, mouth_scale: float = 1.0
     ) -> tuple[list[GaussianSet], Tensor | None]:
         """The Gaussians of each frame of the batch, in head coordinates.
 
         Args:
             conditions: batch of B frames; may be None when `deform` is False (then one canonical set)
             deform: False returns the canonical Gaussians for every frame (e.g. a warm-up phase)
+            mouth_scale: how much of what the audio changes to keep: the deltas are those of the same frame
+                hearing silence plus `mouth_scale` times the audio's change from them (1: as fitted; 0.5:
+                half the articulation; 1.5: more). A mouth closed on silence stays closed at any scale.
         Returns:
             gaussians: B GaussianSets of N Gaussians each
             attention: Tensor  # [B, N, heads, 4] over (audio, eye, view, null), or None when not deforming
@@ -99,6 +102,10 @@ class TalkingHead(nn.Module):
         if conditions is None:
             raise ValueError("deforming needs frame conditions")
         deltas, attention = self.deformation(self.gaussians.means, conditions)
+        if mouth_scale != 1.0:
+            silent = replace(conditions, audio=torch.zeros_like(conditions.audio))
+            rest, _ = self.deformation(self.gaussians.means, silent)
+            deltas = deltas.scaled_from(rest, mouth_scale)
         return [apply_deltas(canonical, deltas, b) for b in range(deltas.batch_size)], attention
 
     def config_dict(self) -> dict:
