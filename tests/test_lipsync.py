@@ -49,15 +49,17 @@ def test_viseme_frames_take_frame_centres_in_long_open_vowels_and_in_closures():
         _seg("AH", 5, 6),  # 40 ms, shorter than min_vowel_s: not open
         _seg("m", 6, 7.4),  # lower case: frame 6 (centre 6.5 inside), frame 7 (centre 7.5) outside
         _seg("IY", 7.4, 9),  # a closed vowel: neither group
-        _seg("EY", 9, 10.5),  # 60 ms, exactly min_vowel_s: frames 9 and 10 (centre 10.5 is the open end)
-        _seg("B", 10.5, 12),  # frame 11
-        _seg("P", 40, 45),  # beyond num_frames: cut off at frame 19
+        _seg("EY", 9, 11),  # frames 9, 10
+        _seg("B", 11, 11.5),  # centre 11.5 is the open end: no frame
+        _seg("IY", 11.5, 12),  # frame 11
+        _seg("P", 12, 13),  # frame 12
+        _seg("P", 40, 45),  # beyond the 20 frames: none
     ]
     open_frames, closed_frames = viseme_frames(phones, 20, FPS)
-    assert open_frames.tolist() == [2, 3, 4, 9]
-    assert closed_frames.tolist() == [6, 11]
+    assert open_frames.tolist() == [2, 3, 4, 9, 10]
+    assert closed_frames.tolist() == [6, 12]
     open_frames, _ = viseme_frames(phones, 20, FPS, min_vowel_s=0.03)
-    assert open_frames.tolist() == [2, 3, 4, 5, 9]
+    assert open_frames.tolist() == [2, 3, 4, 5, 9, 10]
     assert all(len(a) == 0 for a in viseme_frames([], 20, FPS))
     assert set(OPEN_VOWELS) < set(ARPABET) and set(CLOSURES) < set(ARPABET)
 
@@ -74,7 +76,9 @@ def test_auc_is_one_for_perfect_separation_zero_reversed_and_half_for_no_differe
     assert viseme_auc(opening, closed_frames, open_frames) == 0.0
     assert viseme_auc(np.full(6, 0.3), open_frames, closed_frames) == 0.5
     # 0.5 (tie) + 1 + 0 over 1 * 3 pairs, then against a rank-sum reference on random data
-    assert viseme_auc(np.array([0.5, 0.5, 0.2, 0.9]), np.array([0]), np.array([1, 2, 3])) == pytest.approx(0.5)
+    assert viseme_auc(np.array([0.5, 0.5, 0.2, 0.9]), np.array([0]), np.array([1, 2, 3])) == pytest.approx(
+        0.5
+    )
     rng = np.random.default_rng(0)
     values = rng.integers(0, 5, 60).astype(float)  # many ties
     a, b = np.arange(0, 25), np.arange(25, 60)
@@ -86,13 +90,12 @@ def test_auc_reads_the_mouth_lag_frames_after_the_phone():
     opening = np.zeros(10)
     opening[[5, 6]] = 1.0  # the mouth opens two frames after the open vowel at frames 3, 4
     open_frames, closed_frames = np.array([3, 4]), np.array([7, 8])
-    assert viseme_auc(opening, open_frames, closed_frames, lag=2) == 1.0
     assert viseme_auc(opening, open_frames, closed_frames, lag=0) == 0.5
-    # closures read at 9 and 10: 10 is out of range and dropped; 11 and 12 leave no closure
-    assert viseme_auc(opening, open_frames, closed_frames, lag=2) == 1.0
-    assert math.isnan(viseme_auc(opening, open_frames, closed_frames, lag=4))
-    assert math.isnan(viseme_auc(opening, open_frames, closed_frames, lag=-4))  # open frames at -1, 0: 0 kept
-    assert viseme_auc(opening, open_frames, closed_frames, lag=-3) == 0.5  # 0, 1 vs 4, 5
+    assert viseme_auc(opening, open_frames, closed_frames, lag=2) == 1.0  # closures read at 9 (10 dropped)
+    assert viseme_auc(opening, open_frames, closed_frames, lag=-3) == 0.25  # 0, 0 against 0, 1
+    assert math.isnan(viseme_auc(opening, open_frames, closed_frames, lag=4))  # closures read at 11, 12
+    assert math.isnan(viseme_auc(opening, open_frames, closed_frames, lag=-5))  # open frames read at -2, -1
+    assert viseme_auc(opening, open_frames, closed_frames, lag=-4) == 0.5  # frame -1 dropped, frame 0 kept
 
 
 def test_auc_drops_nan_openings_and_is_nan_for_an_empty_group():
@@ -140,7 +143,9 @@ def test_score_finds_the_lag_of_a_mouth_that_leads_its_sound():
 def test_score_of_a_still_mouth_or_without_phones():
     _, phones = _syllables(200, lead=0, seed=1)
     still = lip_sync_score(np.full(200, 0.3), phones, FPS, max_lag=3)
-    assert still.auc_lag0 == 0.5 and still.best_lag == 0 and still.mouth_spread == 0.0  # ties: smallest |lag|
+    assert (
+        still.auc_lag0 == 0.5 and still.best_lag == 0 and still.mouth_spread == pytest.approx(0.0)
+    )  # ties: smallest |lag|
     empty = lip_sync_score(np.full(200, 0.3), [], FPS, max_lag=3)
     assert math.isnan(empty.auc_lag0) and math.isnan(empty.auc_best_lag) and empty.best_lag == 0
     assert empty.open_frames == empty.closed_frames == 0
@@ -207,8 +212,8 @@ def _assert_plausible(segments: list[PhoneSegment], duration_s: float) -> None:
     ends = np.array([s.end_s for s in segments])
     assert (ends > starts).all() and (np.diff(starts) > 0).all()
     np.testing.assert_allclose(starts[1:], ends[:-1], atol=1e-9)  # contiguous: each starts where one ends
-    assert starts[0] >= 0 and ends[-1] <= duration_s + 1e-9
-    assert ends[-1] - starts[0] > 0.8 * duration_s
+    assert starts[0] == 0 and ends[-1] == pytest.approx(duration_s, abs=1e-6)  # tiles the clip
+    assert sum(s.duration_s for s in segments if s.phone != SILENCE) > 0.5 * duration_s
     assert not any(a == b == SILENCE for a, b in zip(names, names[1:]))
 
 
@@ -249,11 +254,17 @@ def obama_mouth(shared_data) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def obama_phones(shared_data) -> list[PhoneSegment]:
-    _needs_pocketsphinx()
+def obama_audio(shared_data) -> np.ndarray:
+    """[S] the clip's audio at 16 kHz."""
     from avatar.media.audio_io import load_audio
 
-    return align_phones(load_audio(shared_data / VIDEO, 16000), 16000)
+    return load_audio(shared_data / VIDEO, 16000)
+
+
+@pytest.fixture(scope="module")
+def obama_phones(obama_audio) -> list[PhoneSegment]:
+    _needs_pocketsphinx()
+    return align_phones(obama_audio, 16000)
 
 
 def _shifted(phones: list[PhoneSegment], frames: int) -> list[PhoneSegment]:
@@ -262,9 +273,9 @@ def _shifted(phones: list[PhoneSegment], frames: int) -> list[PhoneSegment]:
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_real_mouth_follows_its_own_phones_and_not_shifted_ones(obama_mouth, obama_phones):
+def test_real_mouth_follows_its_own_phones_and_not_shifted_ones(obama_mouth, obama_audio, obama_phones):
     assert len(obama_mouth) == 500 and np.isfinite(obama_mouth).all()
-    _assert_plausible(obama_phones, 20.0)
+    _assert_plausible(obama_phones, len(obama_audio) / 16000)
     own = lip_sync_score(obama_mouth, obama_phones, FPS)
     assert own.open_frames >= 30 and own.closed_frames >= 10
     assert own.auc_best_lag >= 0.8
@@ -295,13 +306,10 @@ def test_real_mouth_does_not_follow_another_speech(shared_data, obama_mouth, oba
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_chunked_alignment_gives_the_same_score(shared_data, obama_mouth, obama_phones):
-    """5 s chunks (four cuts in 20 s of speech) align as well as one piece, with times offset to the clip."""
-    from avatar.media.audio_io import load_audio
-
-    chunked = align_phones(load_audio(shared_data / VIDEO, 16000), 16000, chunk_s=5.0)
-    _assert_plausible(chunked, 20.0)
-    assert max(s.end_s for s in chunked) > 19.0
+def test_chunked_alignment_gives_the_same_score(obama_mouth, obama_audio, obama_phones):
+    """5 s chunks (three cuts in 20 s of speech) align as well as one piece, with times offset to the clip."""
+    chunked = align_phones(obama_audio, 16000, chunk_s=5.0)
+    _assert_plausible(chunked, len(obama_audio) / 16000)
     score = lip_sync_score(obama_mouth, chunked, FPS)
     assert score.auc_best_lag >= 0.8 and -8 <= score.best_lag <= -4
     spoken = [s for s in obama_phones if s.phone != SILENCE]

@@ -4,8 +4,9 @@
 CMU dictionary (all inside the pocketsphinx wheel), then force-aligns those words to the audio to get the
 time span of each phone. Phones are the 39 ARPAbet phones of the CMU dictionary without stress digits
 (`AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH`).
-Silence, and pocketsphinx's noise and filler models (`+NSN+`, `+SPN+`), come back as `"SIL"` segments, so the
-segments tile the span they cover: each starts where the one before it ends, merged where two SILs meet.
+Silence, and pocketsphinx's noise and filler models (`+NSN+`, `+SPN+`), come back as `"SIL"` segments, and the
+segments tile the whole clip: the first starts at 0 s, each starts where the one before it ends, the last ends
+at the clip's end, and no two SILs are adjacent.
 
 The words are only a means to the phones: they need not be right (recognition errors replace a word by one
 that sounds alike, with mostly the same phones), the timing is what matters.
@@ -34,9 +35,7 @@ _log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # what pocketsphinx's en-US acoustic model was trained on
 SILENCE = "SIL"
-ARPABET = (
-    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()
-)
+ARPABET = "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()
 
 _FRAME_RATE = 100  # pocketsphinx's feature frames per second (its `frate`)
 _FILLERS = {"SIL", "+NSN+", "+SPN+"}  # silence, noise and "speech-like noise" models: reported as SIL
@@ -45,6 +44,9 @@ _MIN_WORDS = 2  # fewer recognised words than this over the whole clip: nothing 
 _MIN_WORD_FRACTION = 0.1  # words must cover this share of the clip; noise gives a stray word or two
 _SEARCH_FRACTION = 0.25  # chunk ends are searched within chunk_s * (1 +- this)
 _PAUSE_S = 0.3  # the length of the quiet window a chunk is cut in the middle of
+_MAX_GAP_S = (
+    0.05  # a shorter gap between aligned phones is closed by the phone before it, a longer one is SIL
+)
 
 _FIX = (
     "Pass English speech at least a few words long (e.g. the audio track of the video, "
@@ -74,7 +76,7 @@ def align_phones(audio: np.ndarray, sample_rate: int, *, chunk_s: float = 20.0) 
         sample_rate: the rate of `audio` in Hz; resampled to 16 kHz when different
         chunk_s: about how long a piece of the clip is recognised at once (cut at a quiet point near it)
     Returns:
-        segments: list[PhoneSegment]  # in time order, contiguous within each aligned stretch, SIL for silence
+        segments: list[PhoneSegment]  # in time order, tiling [0, len(audio) / sample_rate], SIL for silence
     Raises:
         AvatarError: the audio is silent, empty, not speech (no or almost no words recognised), or pocketsphinx
             is not installed.
@@ -83,7 +85,7 @@ def align_phones(audio: np.ndarray, sample_rate: int, *, chunk_s: float = 20.0) 
     samples = _to_16k(audio, sample_rate)
     if chunk_s <= 0:
         raise ValueError(f"chunk_s must be positive, got {chunk_s}")
-    duration_s = len(samples) / SAMPLE_RATE
+    duration_s = len(audio) / sample_rate
     if len(samples) < SAMPLE_RATE // 10:
         raise AvatarError(f"the audio is {duration_s:.3f} s long, too short to hold speech", fix=_FIX)
     loudest = float(_frame_rms(samples, SAMPLE_RATE * 3 // 100).max())
@@ -110,11 +112,11 @@ def align_phones(audio: np.ndarray, sample_rate: int, *, chunk_s: float = 20.0) 
         )
     if words < _MIN_WORDS or word_s < _MIN_WORD_FRACTION * duration_s:
         raise AvatarError(
-            f"no speech recognised in the audio ({words} word{'s' * (words != 1)} covering {word_s:.1f} of "
+            f"no English speech recognised in the audio ({words} word{'s' * (words != 1)} covering {word_s:.1f} of "
             f"{duration_s:.1f} s): it is not English speech, or too noisy or quiet to align",
             fix=_FIX,
         )
-    return _merge_silences([s for s in segments if s.end_s > s.start_s])
+    return _tile(segments, duration_s)
 
 
 def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -144,7 +146,7 @@ def _frame_rms(samples: np.ndarray, hop: int) -> np.ndarray:
 
 
 def _dbfs(rms: float) -> float:
-    return 20 * math.log10(max(rms, 1e-10))
+    return 20 * math.log10(max(rms, 1e-6))
 
 
 def _chunks(samples: np.ndarray, chunk_s: float) -> Iterator[tuple[int, int]]:
@@ -175,7 +177,8 @@ def _decoders() -> tuple[Decoder, Decoder]:
         from pocketsphinx import Decoder, set_loglevel
     except ImportError as error:
         raise AvatarError(
-            f"phone alignment needs pocketsphinx ({error})", fix='Install it: `pip install "pocketsphinx>=5,<6"`'
+            f"phone alignment needs pocketsphinx ({error})",
+            fix='Install it: `pip install "pocketsphinx>=5,<6"`',
         ) from error
     set_loglevel("FATAL")  # its INFO/WARN lines go to stderr at every decoder start and utterance
     try:
@@ -218,7 +221,9 @@ def _align_chunk(
         alignment = aligner.get_alignment()
         phones = [] if alignment is None else list(alignment.phones())
     except (RuntimeError, ValueError, TypeError) as error:  # pocketsphinx's errors on audio it cannot align
-        _log.warning("pocketsphinx could not align %.1f s of audio (%s); left as silence", len(chunk) / 16e3, error)
+        _log.warning(
+            "pocketsphinx could not align %.1f s of audio (%s); left as silence", len(chunk) / 16e3, error
+        )
         return [], 0, 0.0
     segments = [
         PhoneSegment(
@@ -236,18 +241,35 @@ def _is_filler_word(word: str) -> bool:
     return word.startswith(("<", "[")) or word == "(NULL)"
 
 
-def _merge_silences(segments: list[PhoneSegment]) -> list[PhoneSegment]:
-    """Join each run of touching SIL segments into one."""
-    merged: list[PhoneSegment] = []
+def _tile(segments: list[PhoneSegment], duration_s: float) -> list[PhoneSegment]:
+    """Time-ordered segments -> segments that tile [0, duration_s]: a gap under _MAX_GAP_S (the few frames an
+    alignment leaves at a chunk's end) is closed by stretching the segment before it (the first one back to
+    0 s), a longer gap becomes SIL, and each run of touching SILs is merged into one."""
+    tiled: list[PhoneSegment] = []
     for segment in segments:
-        last = merged[-1] if merged else None
-        if (
-            last is not None
-            and last.phone == SILENCE
-            and segment.phone == SILENCE
-            and segment.start_s - last.end_s < 0.5 / _FRAME_RATE
-        ):
-            merged[-1] = PhoneSegment(SILENCE, last.start_s, max(last.end_s, segment.end_s))
-        else:
-            merged.append(segment)
-    return merged
+        end_s = tiled[-1].end_s if tiled else 0.0
+        start_s, stop_s = max(segment.start_s, end_s), min(segment.end_s, duration_s)
+        if stop_s <= start_s:
+            continue
+        if start_s - end_s >= _MAX_GAP_S:
+            _append(tiled, PhoneSegment(SILENCE, end_s, start_s))
+        elif start_s > end_s:
+            if tiled:
+                tiled[-1] = PhoneSegment(tiled[-1].phone, tiled[-1].start_s, start_s)
+            else:
+                start_s = 0.0
+        _append(tiled, PhoneSegment(segment.phone, start_s, stop_s))
+    end_s = tiled[-1].end_s if tiled else 0.0
+    if duration_s - end_s >= _MAX_GAP_S or not tiled:
+        _append(tiled, PhoneSegment(SILENCE, end_s, duration_s))
+    elif duration_s > end_s:
+        tiled[-1] = PhoneSegment(tiled[-1].phone, tiled[-1].start_s, duration_s)
+    return tiled
+
+
+def _append(segments: list[PhoneSegment], segment: PhoneSegment) -> None:
+    """Append, merging a SIL into a SIL that ends where it starts."""
+    if segments and segment.phone == SILENCE and segments[-1].phone == SILENCE:
+        segments[-1] = PhoneSegment(SILENCE, segments[-1].start_s, segment.end_s)
+    else:
+        segments.append(segment)

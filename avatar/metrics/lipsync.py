@@ -15,8 +15,9 @@ frame's face mesh; only its order matters, so it needs no calibration between sp
 Lag: the mouth is read `lag` frames after the phone (the mouth of frame i + lag for a phone at frame i), so a
 negative best lag is a mouth that moves ahead of its audio (lips open before the vowel sounds, and videos often
 carry an audio delay). `lip_sync_score` reports the AUC at lag 0 and at the best lag in [-max_lag, max_lag];
-the best of several lags is biased upwards (about 0.55 for a mouth that ignores the sound over 17 lags of a
-20 s clip), so compare the lag-0 AUC when the offset of the audio is known.
+the best of several lags is biased upwards, so compare the AUC at a known lag where there is one. On a 20 s
+clip (about 55 open and 20 closed frames) a mouth that ignores the sound scores 0.50 +- 0.09 at a fixed lag and
+0.61 +- 0.07 (up to 0.70) at the best of 17 lags; a real mouth against its own audio 0.9 or more.
 
 This module is pure numpy and takes the phones as any objects with `phone`, `start_s` and `end_s` attributes
 (the `PhoneLike` protocol): `avatar.audio.phones.PhoneSegment` fits, and metrics does not import audio.
@@ -147,7 +148,9 @@ def lip_sync_score(
     lags = np.arange(-max_lag, max_lag + 1)
     aucs = np.array([viseme_auc(opening, open_frames, closed_frames, lag=int(lag)) for lag in lags])
     if np.isfinite(aucs).any():
-        order = np.lexsort((np.abs(lags), -np.nan_to_num(aucs, nan=-np.inf)))  # highest AUC, then smallest |lag|
+        order = np.lexsort(
+            (np.abs(lags), -np.nan_to_num(aucs, nan=-np.inf))
+        )  # highest AUC, then smallest |lag|
         best = int(order[0])
     else:
         best = max_lag  # lag 0
