@@ -118,18 +118,43 @@ def _run_render(config) -> None:
     print(f"video: {result.video} ({result.frames} frames, {result.seconds_of_audio:.1f} s of audio)")
 
 
+def _lip_sync_line(name: str, summary) -> str:
+    if summary is None:
+        return f"  {name}: no lip-sync score"
+    spread = (
+        "" if summary.spread_ratio is None else f", mouth spread {summary.spread_ratio:.2f} x the real one"
+    )
+    return (
+        f"  {name}: viseme AUC {summary.auc_lag0:.3f} at lag 0, {summary.auc_best_lag:.3f} at lag "
+        f"{summary.best_lag:+d} ({summary.open_frames} open-vowel, {summary.closed_frames} closure frames){spread}"
+    )
+
+
 def _run_eval(config) -> None:
-    from avatar.eval.evaluate import evaluate
+    from avatar.eval.evaluate import DrivenEvalMetrics, evaluate
 
     metrics = evaluate(config)
-    print(
-        f"held-out frames: {metrics.frames}\n"
-        f"  PSNR {metrics.psnr:.2f} dB (head box {metrics.psnr_head_box:.2f}, mouth {metrics.psnr_mouth:.2f}), "
-        f"SSIM {metrics.ssim:.4f} (head box {metrics.ssim_head_box:.4f})\n"
-        f"  LMD {metrics.lmd_px:.2f} px, mouth-opening correlation {metrics.mouth_open_correlation:.3f}\n"
-        f"  rendering {metrics.render_fps:.1f} frames/s on {metrics.device}\n"
-        f"  metrics: {config.json}\n  side by side: {metrics.video}\n  plot: {metrics.plot}"
-    )
+    if isinstance(metrics, DrivenEvalMetrics):
+        lines = [
+            f"driven by {metrics.audio}: {metrics.frames} frames ({metrics.frames_without_face} without a face)",
+            _lip_sync_line("rendered", metrics.lip_sync),
+            _lip_sync_line("the capture's own video", metrics.lip_sync_reference),
+        ]
+    else:
+        lines = [
+            f"held-out frames: {metrics.frames}",
+            f"  PSNR {metrics.psnr:.2f} dB (head box {metrics.psnr_head_box:.2f}, mouth {metrics.psnr_mouth:.2f}), "
+            f"SSIM {metrics.ssim:.4f} (head box {metrics.ssim_head_box:.4f})",
+            f"  LMD {metrics.lmd_px:.2f} px, mouth-opening correlation {metrics.mouth_open_correlation:.3f}",
+            f"  rendering {metrics.render_fps:.1f} frames/s on {metrics.device}",
+            _lip_sync_line("rendered held-out frames", metrics.lip_sync),
+            _lip_sync_line("real held-out frames", metrics.lip_sync_real),
+            _lip_sync_line("the capture's own video", metrics.lip_sync_reference),
+        ]
+    if metrics.lip_sync_note:
+        lines.append(f"  lip sync not scored: {metrics.lip_sync_note}")
+    lines.append(f"  metrics: {config.json}\n  video: {metrics.video}\n  plot: {metrics.plot}")
+    print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +21,7 @@ from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
 from avatar.drive.blinks import BlinkMode, eye_signal
 from avatar.drive.compositor import to_uint8
-from avatar.drive.driver import load_fitted
+from avatar.drive.driver import FittedHead, load_fitted
 from avatar.media.audio_io import load_audio
 from avatar.media.video_writer import VideoWriter
 from avatar.model.talking_head import ClipSignals
@@ -63,14 +64,11 @@ def pingpong(frames: np.ndarray, count: int) -> np.ndarray:
     return frames[np.where(position < len(frames), position, period - position)]
 
 
-def _background(config: RenderConfig, plate: np.ndarray) -> np.ndarray:
-    if config.background is None:
-        return plate
-    image = cv2.imread(str(config.background), cv2.IMREAD_COLOR)
+def _background(path: Path, plate: np.ndarray) -> np.ndarray:
+    """The image at `path` resized to the plate's size, [S, S, 3] uint8 RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise AvatarError(
-            "cannot read the background image", path=config.background, fix="Pass a PNG or JPEG file"
-        )
+        raise AvatarError("cannot read the background image", path=path, fix="Pass a PNG or JPEG file")
     return cv2.resize(
         cv2.cvtColor(image, cv2.COLOR_BGR2RGB), plate.shape[1::-1], interpolation=cv2.INTER_AREA
     )
@@ -83,52 +81,91 @@ class RenderResult:
     seconds_of_audio: float
 
 
-def render_video(config: RenderConfig) -> RenderResult:
-    check_writable(config.out, flag="--out")
-    if not (math.isfinite(config.mouth_scale) and 0 <= config.mouth_scale <= 4):
-        raise AvatarError(
-            f"--mouth-scale {config.mouth_scale} is outside 0 .. 4", fix="Pass e.g. 0.5, 1 or 1.5"
-        )
-    fitted = load_fitted(config.run, device=config.device, backend=config.backend, dataset=config.dataset)
+@dataclass
+class DrivenClip:
+    """A fitted head driven by an audio clip, frame by frame (`frames()`), with the capture's poses looped."""
+
+    fitted: FittedHead
+    audio: np.ndarray  # [S] mono at `sample_rate`
+    sample_rate: int
+    signals: ClipSignals
+    poses: np.ndarray  # [count] the capture frame whose pose, torso and background each frame shows
+    viewmats: np.ndarray  # [count, 4, 4]
+    background: np.ndarray  # [S, S, 3] uint8
+    mouth_scale: float = 1.0
+
+    @property
+    def count(self) -> int:
+        return len(self.poses)
+
+    def frames(self, *, progress: bool = False) -> Iterator[np.ndarray]:
+        """-> [S, S, 3] uint8 composited frames, one per video frame of the audio."""
+        driver = self.fitted.driver
+        for i in tqdm(range(self.count), desc="render", unit="frame", disable=not progress, leave=False):
+            conditions = self.signals.conditions([i], window=driver.model.window, device=driver.device)
+            viewmat = torch.from_numpy(self.viewmats[i : i + 1])
+            head = driver.render(conditions, viewmat, mouth_scale=self.mouth_scale)[0]
+            yield to_uint8(self.fitted.composite(head, int(self.poses[i]), self.background))
+
+
+def drive_with_audio(
+    fitted: FittedHead,
+    audio_path: Path,
+    *,
+    yaw_deg: float = 0.0,
+    mouth_scale: float = 1.0,
+    blink: BlinkMode = "capture",
+    background: np.ndarray | None = None,
+) -> DrivenClip:
+    """`fitted` driven by the audio file at `audio_path` (any format PyAV reads; AvatarError when it has no
+    audio or is shorter than a frame)."""
+    if not (math.isfinite(mouth_scale) and 0 <= mouth_scale <= 4):
+        raise AvatarError(f"--mouth-scale {mouth_scale} is outside 0 .. 4", fix="Pass e.g. 0.5, 1 or 1.5")
     dataset = fitted.dataset
     feature_config = fitted.record.audio_features
-    audio = load_audio(config.audio, feature_config.sample_rate)
+    audio = load_audio(audio_path, feature_config.sample_rate)
     fps = dataset.fps
     count = num_video_frames(len(audio), feature_config.sample_rate, fps)
     if count < 1:
         raise AvatarError(
-            "the audio is shorter than one video frame", path=config.audio, fix="Pass a longer audio"
+            "the audio is shorter than one video frame", path=audio_path, fix="Pass a longer audio"
         )
     features = fitted.driving_features(audio_features_for_frames(audio, count, fps, feature_config))
     tracking = dataset.tracking
-    poses = pingpong(np.flatnonzero(tracking.valid), count)
-    turn = Rotation.from_euler("y", config.yaw_deg, degrees=True).as_matrix()
     valid = tracking.valid
+    poses = pingpong(np.flatnonzero(valid), count)
     eye = eye_signal(
-        config.blink,
+        blink,
         tracking.eye_openness[valid],
         tracking.eye_openness[poses],
         fps,
         capture_blink=tracking.blink[valid],
     )
+    turn = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
     signals = ClipSignals(features, eye, tracking.rotations[poses] @ turn, tracking.translations[poses])
     viewmats = np.tile(np.eye(4), (count, 1, 1))
     viewmats[:, :3, :3] = signals.rotations
     viewmats[:, :3, 3] = signals.translations
-    background = _background(config, dataset.background())
-    driver = fitted.driver
-    with VideoWriter(
-        config.out,
-        int(round(fps)),
-        dataset.size,
-        dataset.size,
-        audio=audio,
-        audio_rate=feature_config.sample_rate,
-    ) as writer:
-        for i in tqdm(range(count), desc="render", unit="frame", disable=not config.progress, leave=False):
-            conditions = signals.conditions([i], window=driver.model.window, device=driver.device)
-            head = driver.render(
-                conditions, torch.from_numpy(viewmats[i : i + 1]), mouth_scale=config.mouth_scale
-            )[0]
-            writer.write(to_uint8(fitted.composite(head, int(poses[i]), background)))
-    return RenderResult(config.out, count, len(audio) / feature_config.sample_rate)
+    plate = dataset.background() if background is None else background
+    return DrivenClip(fitted, audio, feature_config.sample_rate, signals, poses, viewmats, plate, mouth_scale)
+
+
+def render_video(config: RenderConfig) -> RenderResult:
+    check_writable(config.out, flag="--out")
+    fitted = load_fitted(config.run, device=config.device, backend=config.backend, dataset=config.dataset)
+    background = (
+        None if config.background is None else _background(config.background, fitted.dataset.background())
+    )
+    clip = drive_with_audio(
+        fitted,
+        config.audio,
+        yaw_deg=config.yaw_deg,
+        mouth_scale=config.mouth_scale,
+        blink=config.blink,
+        background=background,
+    )
+    size, fps = fitted.dataset.size, int(round(fitted.dataset.fps))
+    with VideoWriter(config.out, fps, size, size, audio=clip.audio, audio_rate=clip.sample_rate) as writer:
+        for frame in clip.frames(progress=config.progress):
+            writer.write(frame)
+    return RenderResult(config.out, clip.count, len(clip.audio) / clip.sample_rate)

@@ -18,12 +18,15 @@ from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
 from avatar.core.records import Record
 from avatar.drive.compositor import to_uint8
-from avatar.drive.driver import load_fitted
+from avatar.drive.driver import FittedHead, load_fitted
+from avatar.drive.video import drive_with_audio
+from avatar.eval.lip_sync import AlignedSpeech, LipSyncSummary, align_speech, lip_sync_plot, score, summarize
 from avatar.eval.plots import line_plot_png, side_by_side
 from avatar.face.regions import mouth_region
+from avatar.media.audio_io import load_audio
 from avatar.media.video_writer import VideoWriter
 from avatar.metrics.image import psnr_from_mse, ssim
-from avatar.metrics.landmarks import MouthMetrics
+from avatar.metrics.landmarks import FaceMeshRunner, MouthMetrics, mouth_opening
 from avatar.runs.run_dir import RunLayout
 
 
@@ -39,6 +42,11 @@ class EvalConfig:
     """Side-by-side video (real | rendered); default: RUN/eval_side_by_side.mp4."""
     plot: Path | None = None
     """Mouth opening over time, real vs rendered; default: RUN/eval_mouth_opening.png."""
+    audio: Path | None = None
+    """Score the avatar driven by this speech instead of the held-out frames: render it, measure the mouth
+    and score it against the audio's phones (English; any format PyAV reads)."""
+    lip_plot: Path | None = None
+    """Mouth opening with the open vowels and closures marked; default: RUN/eval_lip_sync.png."""
     dataset: Path | None = None
     """The dataset the run was fitted to, if it has moved."""
     device: DeviceName = "auto"
@@ -85,6 +93,28 @@ class EvalMetrics(Record):
     plot: Path
     mouth_open_real: tuple[float | None, ...]  # per held-out frame; None where no face was found
     mouth_open_rendered: tuple[float | None, ...]
+    lip_sync: LipSyncSummary | None  # the rendered held-out frames against their audio's phones
+    lip_sync_real: LipSyncSummary | None  # the real held-out frames, the same way
+    lip_sync_reference: LipSyncSummary | None  # the whole capture's real mouth: the person's own level
+    lip_sync_note: str | None  # why a lip-sync score is missing
+
+
+@dataclass(frozen=True)
+class DrivenEvalMetrics(Record):
+    """`avatar eval --audio`: the avatar driven by new speech, its lip sync against that speech's phones."""
+
+    FORMAT: ClassVar[str] = "splat-avatar-eval-driven"
+    VERSION: ClassVar[int] = 1
+
+    audio: Path
+    frames: int
+    lip_sync: LipSyncSummary | None  # spread_ratio: against the capture's real mouth
+    lip_sync_reference: LipSyncSummary | None  # the capture's own video against its own audio
+    lip_sync_note: str | None
+    frames_without_face: int
+    video: Path
+    plot: Path
+    mouth_open_rendered: tuple[float | None, ...]
 
 
 def _series(values: np.ndarray) -> tuple[float | None, ...]:
@@ -108,14 +138,42 @@ class _ErrorSums:
         return psnr_from_mse(error / max(count, 1.0))
 
 
-def evaluate(config: EvalConfig) -> EvalMetrics:
-    check_writable(config.json, flag="--json")
+def _outputs(config: EvalConfig) -> tuple[Path, Path, Path]:
+    """(video, plot, lip plot) paths of an evaluation, checked writable before any work."""
     layout = RunLayout(Path(config.run))
-    video_path = config.video or layout.eval_video
-    plot_path = config.plot or layout.eval_plot
-    check_writable(video_path, flag="--video")
-    check_writable(plot_path, flag="--plot")
+    driven = config.audio is not None
+    video = config.video or (layout.eval_driven_video if driven else layout.eval_video)
+    plot = config.plot or layout.eval_plot
+    lip_plot = config.lip_plot or layout.eval_lip_plot
+    for path, flag in (
+        (config.json, "--json"),
+        (video, "--video"),
+        (plot, "--plot"),
+        (lip_plot, "--lip-plot"),
+    ):
+        check_writable(path, flag=flag)
+    return video, plot, lip_plot
+
+
+def _capture_reference(fitted: FittedHead) -> tuple[AlignedSpeech, np.ndarray, LipSyncSummary | None]:
+    """The capture's phones, its real mouth opening over all frames (measured as the rendered ones are; NaN
+    where untracked) and their lip-sync score: the level of the person's own video."""
+    dataset = fitted.dataset
+    speech = align_speech(load_audio(dataset.layout.audio, 16000), 16000)
+    real = np.full(dataset.num_frames, np.nan)
+    with FaceMeshRunner() as runner:
+        for index in np.flatnonzero(dataset.tracking.valid):
+            points = runner.landmarks(dataset.frame(int(index)))
+            real[index] = np.nan if points is None else mouth_opening(points)
+    reference = score(real, speech, dataset.fps)
+    return speech, real, None if reference is None else summarize(reference)
+
+
+def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
+    video_path, plot_path, lip_plot_path = _outputs(config)
     fitted = load_fitted(config.run, device=config.device, backend=config.backend, dataset=config.dataset)
+    if config.audio is not None:
+        return _evaluate_driven(config, fitted, video_path, lip_plot_path)
     dataset, driver, window = fitted.dataset, fitted.driver, fitted.window
     tracking = dataset.tracking
     held_out = dataset.split.val
@@ -177,6 +235,70 @@ def evaluate(config: EvalConfig) -> EvalMetrics:
         plot=plot_path,
         mouth_open_real=_series(lips.mouth_open_real),
         mouth_open_rendered=_series(lips.mouth_open_rendered),
+        **_held_out_lip_sync(fitted, held_out, lips.mouth_open_rendered, lips.mouth_open_real, lip_plot_path),
+    )
+    metrics.write(config.json)
+    return metrics
+
+
+def _held_out_lip_sync(
+    fitted: FittedHead, held_out: np.ndarray, rendered: np.ndarray, real: np.ndarray, lip_plot: Path
+) -> dict[str, LipSyncSummary | str | None]:
+    """The lip-sync fields of EvalMetrics: the held-out frames (rendered and real) against the phones of
+    their audio, and the whole capture as the reference."""
+    speech, capture_real, reference = _capture_reference(fitted)
+    fps, first = fitted.dataset.fps, int(held_out[0])
+    span = np.full(int(held_out[-1]) - first + 1, np.nan)
+    rendered_span, real_span = span.copy(), span.copy()
+    rendered_span[held_out - first], real_span[held_out - first] = rendered, real
+    rendered_score = score(rendered_span, speech, fps, first_frame=first)
+    real_score = score(real_span, speech, fps, first_frame=first)
+    if rendered_score is not None:
+        lip_sync_plot(lip_plot, rendered_score, fps, "rendered held-out frames")
+    return {
+        "lip_sync": None if rendered_score is None else summarize(rendered_score, capture_real),
+        "lip_sync_real": None if real_score is None else summarize(real_score, capture_real),
+        "lip_sync_reference": reference,
+        "lip_sync_note": speech.note,
+    }
+
+
+def _evaluate_driven(
+    config: EvalConfig, fitted: FittedHead, video_path: Path, lip_plot_path: Path
+) -> DrivenEvalMetrics:
+    """The avatar driven by `config.audio`: rendered (and written to `video_path`), its mouth measured in
+    every frame and scored against the audio's phones; the capture's own video as the reference."""
+    clip = drive_with_audio(fitted, config.audio)
+    size, fps = fitted.dataset.size, fitted.dataset.fps
+    opening = np.full(clip.count, np.nan)
+    missing = 0
+    with (
+        FaceMeshRunner() as runner,
+        VideoWriter(
+            video_path, int(round(fps)), size, size, audio=clip.audio, audio_rate=clip.sample_rate
+        ) as video,
+    ):
+        for i, frame in enumerate(clip.frames(progress=config.progress)):
+            points = runner.landmarks(frame)
+            missing += points is None
+            if points is not None:
+                opening[i] = mouth_opening(points)
+            video.write(frame)
+    speech = align_speech(clip.audio, clip.sample_rate)
+    driven = score(opening, speech, fps)
+    _, capture_real, reference = _capture_reference(fitted)
+    if driven is not None:
+        lip_sync_plot(lip_plot_path, driven, fps, f"driven by {Path(config.audio).name}")
+    metrics = DrivenEvalMetrics(
+        audio=Path(config.audio),
+        frames=clip.count,
+        lip_sync=None if driven is None else summarize(driven, capture_real),
+        lip_sync_reference=reference,
+        lip_sync_note=speech.note,
+        frames_without_face=missing,
+        video=video_path,
+        plot=lip_plot_path,
+        mouth_open_rendered=_series(opening),
     )
     metrics.write(config.json)
     return metrics

@@ -41,6 +41,14 @@ class RunLayout:
     def eval_plot(self) -> Path:
         return self.root / "eval_mouth_opening.png"
 
+    @property
+    def eval_lip_plot(self) -> Path:
+        return self.root / "eval_lip_sync.png"
+
+    @property
+    def eval_driven_video(self) -> Path:
+        return self.root / "eval_driven.mp4"
+
 
 def read_run(run_dir: Path) -> RunRecord:
     """The run's `run.json`: how to rebuild and drive its model."""

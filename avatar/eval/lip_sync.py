@@ -1,0 +1,91 @@
+"""Lip-sync scores of `avatar eval`: a mouth (rendered or real) against the phones of the audio it speaks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from avatar.audio.phones import PhoneSegment, align_phones
+from avatar.core.errors import AvatarError
+from avatar.eval.plots import line_plot_png
+from avatar.metrics.lipsync import LipSyncScore, lip_sync_score, spread_ratio
+
+
+@dataclass(frozen=True)
+class LipSyncSummary:
+    """The scalar part of a `LipSyncScore` (avatar.metrics.lipsync), with the spread against a real mouth."""
+
+    auc_lag0: float  # P(an open-vowel frame's mouth is wider than a p/b/m frame's); 0.5: the mouth ignores it
+    best_lag: int  # frames; negative: the mouth moves ahead of the sound
+    auc_best_lag: float
+    open_frames: int
+    closed_frames: int
+    mouth_spread: float  # std of the mouth opening (inner-lip gap / mouth width)
+    spread_ratio: float | None  # mouth_spread over the real mouth's, when one is compared
+
+
+def summarize(score: LipSyncScore, real_opening: np.ndarray | None = None) -> LipSyncSummary:
+    def finite(value: float) -> float:
+        return round(float(value), 4) if math.isfinite(value) else math.nan
+
+    ratio = None if real_opening is None else finite(spread_ratio(score.mouth_opening, real_opening))
+    return LipSyncSummary(
+        auc_lag0=finite(score.auc_lag0),
+        best_lag=int(score.best_lag),
+        auc_best_lag=finite(score.auc_best_lag),
+        open_frames=int(score.open_frames),
+        closed_frames=int(score.closed_frames),
+        mouth_spread=finite(score.mouth_spread),
+        spread_ratio=ratio,
+    )
+
+
+@dataclass(frozen=True)
+class AlignedSpeech:
+    """The phones of a clip's audio, or why there are none."""
+
+    phones: tuple[PhoneSegment, ...] | None
+    note: str | None
+
+    def from_frame(self, frame: int, fps: float) -> tuple[PhoneSegment, ...]:
+        """The phones with times counted from the start of video frame `frame`."""
+        offset = frame / fps
+        return tuple(
+            replace(p, start_s=p.start_s - offset, end_s=p.end_s - offset) for p in self.phones or ()
+        )
+
+
+def align_speech(audio: np.ndarray, sample_rate: int) -> AlignedSpeech:
+    """Audio that pocketsphinx cannot align is reported in `note`, not raised: the other metrics still count."""
+    try:
+        return AlignedSpeech(tuple(align_phones(audio, sample_rate)), None)
+    except AvatarError as error:
+        return AlignedSpeech(None, str(error))
+
+
+def score(
+    opening: np.ndarray, speech: AlignedSpeech, fps: float, *, first_frame: int = 0
+) -> LipSyncScore | None:
+    """The lip-sync score of the mouth opening [F] of frames first_frame.. against `speech`, or None."""
+    if speech.phones is None:
+        return None
+    return lip_sync_score(opening, speech.from_frame(first_frame, fps), fps)
+
+
+def lip_sync_plot(path: Path, score: LipSyncScore, fps: float, title: str) -> None:
+    """The mouth opening over time with the open vowels (+) and p/b/m closures (-) marked below it."""
+    opening = score.mouth_opening
+    level = float(np.nanmin(opening)) if np.isfinite(opening).any() else 0.0
+    span = float(np.nanmax(opening) - level) if np.isfinite(opening).any() else 1.0
+    markers = np.where(score.viseme != 0, level - 0.15 * span + 0.1 * span * score.viseme, np.nan)
+    line_plot_png(
+        path,
+        {"mouth opening": opening, "open vowel (up) / p b m closure (down)": markers},
+        x=np.arange(len(opening)) / fps,
+        title=f"{title}: viseme AUC {score.auc_lag0:.2f} at lag 0, {score.auc_best_lag:.2f} at {score.best_lag:+d}",
+        xlabel="time (s)",
+        ylabel="inner-lip gap / mouth width",
+    )
