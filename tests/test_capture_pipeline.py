@@ -115,7 +115,7 @@ def test_interrupted_capture_resumes_without_redoing_finished_stages(tmp_path, s
     assert not any(path.name.endswith(".partial") for path in out.iterdir())
     assert len(list((out / "masks").iterdir())) == report.frames_total
     Dataset(out)
-    assert run_capture(CaptureConfig(video=sample_clip.video, out=out))["stage_seconds"] == {}
+    assert run_capture(CaptureConfig(video=sample_clip.video, out=out)).stage_seconds == {}
 
 
 def _talking_noise_video(path, seconds: float, audio: bool = True, size=(160, 120)):

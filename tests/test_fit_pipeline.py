@@ -178,7 +178,8 @@ def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sa
     closed, wide = np.percentile(captured, 10), np.percentile(captured, 90)
     closures = openings[1.0] <= closed + 0.1 * (wide - closed)  # frames the fitted mouth closes
     assert closures.sum() >= 5
-    for scale in (0.5, 1.5):
-        assert np.nanmax(openings[scale][closures]) < closed + 0.25 * (wide - closed)
+    for scale in (0.5, 1.5):  # the closed frames stay closed, within the face mesh's jitter
+        assert np.nanmedian(openings[scale][closures]) < closed + 0.15 * (wide - closed)
+        assert np.nanmax(openings[scale][closures]) < closed + 0.3 * (wide - closed)
     with pytest.raises(AvatarError, match="--mouth-scale"):
         render_video(RenderConfig(run=run, audio=speech, out=tmp_path / "x.mp4", mouth_scale=-1.0))
