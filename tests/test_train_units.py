@@ -87,7 +87,7 @@ def test_strategy_accumulates_after_backward_and_densifies_on_schedule():
     strategy = DensifyStrategy(
         grad_threshold=1e-9, min_opacity=0.0, max_count=400, extent=head_extent(model), every=5, until=12
     )
-    densify = strategy.initialize_state(model.gaussians.num, torch.device("cpu"))
+    densify = DensifyState.zeros(model.gaussians.num)
     counts = []
     for step in range(15):
         out = _Render(model.gaussians.num)

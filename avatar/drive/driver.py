@@ -10,14 +10,13 @@ import torch
 from torch import Tensor
 
 from avatar.audio.normalization import normalize_audio_windows
-from avatar.audio.sync import shift_frames
 from avatar.core.backends import DeviceName, RasterizerName, resolve_device
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
 from avatar.drive.compositor import head_over, torso_over_background
 from avatar.model.deformation import FrameConditions
-from avatar.model.talking_head import ClipSignals, TalkingHead
+from avatar.model.talking_head import TalkingHead
 from avatar.render.rasterize import render_gaussians
 from avatar.runs.record import RunRecord
 from avatar.runs.run_dir import load_model
@@ -86,14 +85,6 @@ class FittedHead:
     def driving_features(self, windows: np.ndarray) -> np.ndarray:
         """A clip's log-mel windows [F, steps, n_mels] -> the model's inputs, normalised as in training."""
         return normalize_audio_windows(windows, self.record.audio_normalization)
-
-    def capture_signals(self) -> ClipSignals:
-        """The capture's own audio (lined up with its mouth as in training), eye openness and poses."""
-        tracking = self.dataset.tracking
-        audio = shift_frames(
-            self.driving_features(self.dataset.audio_features()), self.record.audio_offset_frames
-        )
-        return ClipSignals(audio, tracking.eye_openness, tracking.rotations, tracking.translations)
 
     def composite(self, head: DrivenFrame, pose_frame: int, background: np.ndarray) -> np.ndarray:
         """-> [S, S, 3] float32 in [0, 1]: the head over capture frame `pose_frame`'s torso over `background`."""

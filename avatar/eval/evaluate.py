@@ -159,7 +159,8 @@ def _capture_reference(fitted: FittedHead) -> tuple[AlignedSpeech, np.ndarray, L
     """The capture's phones, its real mouth opening over all frames (measured as the rendered ones are; NaN
     where untracked) and their lip-sync score: the level of the person's own video."""
     dataset = fitted.dataset
-    speech = align_speech(load_audio(dataset.layout.audio, 16000), 16000)
+    rate = dataset.audio_sample_rate
+    speech = align_speech(load_audio(dataset.layout.audio, rate), rate)
     real = np.full(dataset.num_frames, np.nan)
     with FaceMeshRunner() as runner:
         for index in np.flatnonzero(dataset.tracking.valid):
@@ -179,7 +180,9 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
     held_out = dataset.split.val
     if len(held_out) == 0:
         raise AvatarError("the dataset holds out no frames", path=dataset.root, fix="Capture a longer video")
-    signals = fitted.capture_signals()  # the held-out frames' own audio, lined up with their mouths
+    signals = fitted.record.capture_signals(
+        dataset
+    )  # the held-out frames' own audio, lined up with their mouths
     viewmats = torch.from_numpy(tracking.viewmats).float()
     background = dataset.background()
     errors = _ErrorSums()

@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from avatar.audio.features import AudioFeatureConfig
-from avatar.audio.normalization import AudioNormalization
+from avatar.audio.normalization import AudioNormalization, normalize_audio_windows
+from avatar.audio.sync import shift_frames
 from avatar.core.records import Record
+from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
 from avatar.data.manifest import AudioFeaturesLayout, FileFingerprint
+from avatar.model.talking_head import ClipSignals
 from avatar.runs.settings import FitConfig, TrainSettings
 
 _FIT_AGAIN = "Fit again with this version of splat-avatar"
@@ -43,6 +47,14 @@ class RunRecord(AudioFeaturesLayout, Record):
     @property
     def K_window(self) -> np.ndarray:
         return np.asarray(self.intrinsics_window, dtype=np.float64)
+
+    def capture_signals(self, dataset: Dataset) -> ClipSignals:
+        """The capture's driving signals as this run was trained on them: its audio normalised and shifted
+        to line up with its mouth, its eye openness and poses."""
+        tracking = dataset.tracking
+        audio = normalize_audio_windows(dataset.audio_features(), self.audio_normalization)
+        audio = torch.from_numpy(shift_frames(audio, self.audio_offset_frames))
+        return ClipSignals(audio, tracking.eye_openness, tracking.rotations, tracking.translations)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from avatar.audio.normalization import normalize_audio_windows
-from avatar.audio.sync import shift_frames, speech_loudness
+from avatar.audio.sync import speech_loudness
 from avatar.data.dataset import Dataset
 from avatar.model.landmark_motion import landmark_displacements, mouth_motion_targets, rest_motion
 from avatar.model.talking_head import ClipSignals
@@ -32,25 +31,17 @@ class TrainingData:
         return self.frames.indices
 
 
-def clip_signals(dataset: Dataset, run: RunRecord) -> ClipSignals:
-    """The capture's driving signals, its audio normalised and shifted as the run was trained."""
-    tracking = dataset.tracking
-    audio = normalize_audio_windows(dataset.audio_features(), run.audio_normalization)
-    audio = torch.from_numpy(shift_frames(audio, run.audio_offset_frames))
-    return ClipSignals(audio, tracking.eye_openness, tracking.rotations, tracking.translations)
-
-
 def prepare_training_data(
-    dataset: Dataset, run: RunRecord, settings_val_frames: int, device: torch.device, *, progress: bool
+    dataset: Dataset, run: RunRecord, val_frames: int, device: torch.device, *, progress: bool
 ) -> TrainingData:
     split = dataset.split
     frames = TrainingFrames(dataset, split.train, run.window, run.resolution, progress=progress)
     val = None
     if len(split.val):
-        count = min(settings_val_frames, len(split.val))
+        count = min(val_frames, len(split.val))
         rows = np.linspace(0, len(split.val) - 1, count).round().astype(int)
         val = TrainingFrames(dataset, split.val[rows], run.window, run.resolution, progress=False)
-    signals = clip_signals(dataset, run)
+    signals = run.capture_signals(dataset)
     tracking = dataset.tracking
     displacements = landmark_displacements(
         tracking.landmarks,

@@ -42,9 +42,6 @@ class DensifyStrategy:
             opacity_reset_every=settings.opacity_reset_every,
         )
 
-    def initialize_state(self, num_gaussians: int, device: torch.device) -> DensifyState:
-        return DensifyState.zeros(num_gaussians, device)
-
     def step_pre_backward(self, out: RenderOutput) -> None:
         out.means2d.retain_grad()
 
