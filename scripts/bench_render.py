@@ -116,9 +116,9 @@ def driven_frame_steps(
 ) -> tuple[Callable, Callable, TalkingHead]:
     """(forward, forward + backward, the model) of one whole driven frame on the scene's device.
 
-    The frame: log-mel windows, eye openness and view direction -> audio encoder and condition tokens ->
-    spatial-audio attention over the Gaussians' hash-grid features -> per-Gaussian offsets and mouth skinning
-    -> rasterization, the head composited in its last pass over the torso-over-background image of this frame
+    The frame: driving features, eye openness and view direction -> audio encoder, mouth motion and condition
+    tokens -> spatial-audio attention over the Gaussians' hash-grid features -> per-Gaussian offsets and mouth
+    skinning -> rasterization, the head composited in its last pass over the torso-over-background image of this frame
     (a captured frame's torso over a background plate, as `avatar.drive.compositor.torso_over_background`).
     config: the deformation field's sizes; default `DeformationConfig()`, that of the `default` fit preset.
     hash_grid_backend: as `avatar.model.encoding.select.make_hash_grid`'s.
@@ -140,7 +140,9 @@ def driven_frame_steps(
         canonical, config, mouth_anchors=anchors, hash_grid_backend=hash_grid_backend, device=device
     )
     conditions = FrameConditions(
-        audio=torch.randn(1, config.window, 16, 80, device=device, generator=generator),
+        audio=torch.randn(
+            1, config.window, 16, config.n_mels + config.phone_classes, device=device, generator=generator
+        ),
         eye=torch.ones(1, device=device),
         view=torch.nn.functional.normalize(torch.randn(1, 3, device=device, generator=generator), dim=-1),
     )
@@ -165,9 +167,11 @@ def driven_frame_steps(
         with torch.no_grad():
             return frame()
 
-    def forward_backward() -> None:
+    def forward_backward() -> None:  # as a training step: the render's loss and the audio's mouth-motion loss
         head.zero_grad(set_to_none=True)
-        frame().sum().backward()
+        field = head.deformation
+        motion = field.mouth_motion(field.audio_token(conditions.audio))
+        (frame().sum() + motion.sum()).backward()
 
     return forward, forward_backward, head
 

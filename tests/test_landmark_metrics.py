@@ -86,6 +86,7 @@ def test_mouth_opening_correlation_on_the_sample_clip(clip_frames):
     assert same.frames == len(frames) == truth.n_frames
     assert same.frames_without_face == 0
     assert same.mouth_open_correlation == pytest.approx(1.0, abs=1e-9)
+    assert same.eye_open_correlation == pytest.approx(1.0, abs=1e-9)  # the sample blinks
     assert same.lmd_px == 0.0
     assert pearson(same.mouth_open_real, truth.mouth_open) > 0.9
 
@@ -94,7 +95,7 @@ def test_mouth_opening_correlation_on_the_sample_clip(clip_frames):
         f"sample clip, real vs time-reversed: r = {reversed_.mouth_open_correlation:.3f}, "
         f"LMD = {reversed_.lmd_px:.2f} px"
     )
-    assert reversed_.mouth_open_correlation < 0.5
+    assert reversed_.mouth_open_correlation < 0.5 and reversed_.eye_open_correlation < 0.5
     assert reversed_.lmd_px > 0.5
     np.testing.assert_array_equal(reversed_.mouth_open_rendered, same.mouth_open_real[::-1])
 

@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from avatar.audio.driving import PHONE_CLASSES
+from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.deformation import (
     DeformationConfig,
     DeformationField,
@@ -15,6 +17,7 @@ from avatar.model.deformation import (
 from avatar.model.gaussians import GaussianSet
 
 SILENCE = -1.628
+CHANNELS = 80 + PHONE_CLASSES  # log-mel bands and phone channels of the driving features
 
 
 @pytest.fixture(autouse=True)
@@ -35,16 +38,18 @@ def make_field(means: torch.Tensor, **kwargs) -> DeformationField:
 def make_conditions(batch: int, window: int = 9, seed: int = 0) -> FrameConditions:
     gen = torch.Generator().manual_seed(seed)
     return FrameConditions(
-        audio=torch.randn(batch, window, 16, 80, generator=gen),
+        audio=torch.randn(batch, window, 16, CHANNELS, generator=gen),
         eye=torch.rand(batch, generator=gen),
         view=torch.nn.functional.normalize(torch.randn(batch, 3, generator=gen), dim=-1),
     )
 
 
 def randomise_output_layer(field: DeformationField, seed: int = 0) -> None:
+    """The zero-initialised layers (the head's last and the mouth motion's) made random."""
     torch.manual_seed(seed)
-    nn.init.normal_(field.head[-1].weight, std=0.1)
-    nn.init.normal_(field.head[-1].bias, std=0.1)
+    for layer in (field.head[-1], field.mouth_motion_head):
+        nn.init.normal_(layer.weight, std=0.1)
+        nn.init.normal_(layer.bias, std=0.1)
 
 
 def random_gaussian_set(n: int, seed: int = 0) -> GaussianSet:
@@ -146,9 +151,10 @@ def test_gradients_reach_every_parameter_after_one_step():
             ],
             dim=-1,
         )
-        return (outputs * projection).sum() + outputs.square().sum()
+        motion = field.mouth_motion(field.audio_token(conditions.audio))  # the audio path's own loss
+        return (outputs * projection).sum() + outputs.square().sum() + motion.sum()
 
-    toy_loss().backward()  # only the zero-initialised output layer has a gradient at first
+    toy_loss().backward()  # only the zero-initialised output layers have a gradient at first
     optimizer.step()
     optimizer.zero_grad()
     toy_loss().backward()
@@ -156,6 +162,7 @@ def test_gradients_reach_every_parameter_after_one_step():
         "hash_grid": 0,
         "query_mlp": 0,
         "audio_tokenizer": 0,
+        "articulation_mlp": 0,
         "eye_mlp": 0,
         "view_mlp": 0,
         "null_token": 0,
@@ -167,21 +174,22 @@ def test_gradients_reach_every_parameter_after_one_step():
     assert all(groups.values()), groups
 
 
-def test_learns_audio_dependent_offsets():
-    """A few Gaussians move one way for speech and the other way for silence."""
+def test_learns_audio_dependent_mouth_motion():
+    """The mouth motion opens one way for speech and the other way for silence, and the Gaussians at the mouth's
+    landmarks follow it."""
     torch.manual_seed(0)
-    n = 6
-    means = torch.rand(n, 3) * 0.15
-    field = make_field(means)
-    audio = torch.cat([torch.randn(1, 9, 16, 80), torch.full((1, 9, 16, 80), SILENCE)])
+    anchors = torch.rand(len(MOUTH_AND_JAW), 3) * 0.15
+    means = anchors[:6].clone()
+    field = make_field(means, mouth_anchors=anchors)
+    audio = torch.cat([torch.randn(1, 9, 16, CHANNELS), torch.full((1, 9, 16, CHANNELS), SILENCE)])
     conditions = FrameConditions(audio=audio, eye=torch.ones(2), view=torch.tensor([[0.0, 0.0, -1.0]] * 2))
-    target = torch.randn(n, 3) * 0.01
+    target = torch.randn(len(MOUTH_AND_JAW), 3) * 0.003
     targets = torch.stack([target, -target])
     optimizer = torch.optim.Adam(field.parameters(), lr=1e-2)
     losses = []
     for _ in range(300):
-        deltas, _ = field(means, conditions)
-        loss = ((deltas.d_means - targets) / 0.01).square().mean()
+        motion = field.mouth_motion(field.audio_token(audio))
+        loss = ((motion - targets) / 0.003).square().mean()
         losses.append(loss.item())
         if losses[-1] < 1e-3 * losses[0]:
             break
@@ -189,6 +197,34 @@ def test_learns_audio_dependent_offsets():
         loss.backward()
         optimizer.step()
     assert losses[-1] < 1e-3 * losses[0], (len(losses), losses[-1] / losses[0])
+    with torch.no_grad():
+        torch.testing.assert_close(field.articulation(conditions), targets, atol=3e-4, rtol=0)
+        deltas, _ = field(means, conditions)
+    speech, silence = deltas.d_means[0], deltas.d_means[1]  # each Gaussian's own landmark weighs most
+    assert float(((speech - silence) * (target[:6] - -target[:6])).sum(-1).min()) > 0
+
+
+def test_the_render_reaches_the_audio_only_through_the_given_or_predicted_motion():
+    torch.manual_seed(1)
+    means = torch.rand(50, 3) * 0.15
+    field = make_field(means, mouth_anchors=torch.rand(len(MOUTH_AND_JAW), 3) * 0.15)
+    randomise_output_layer(field)
+    conditions = make_conditions(2)
+    motion = torch.randn(2, len(MOUTH_AND_JAW), 3) * 0.003
+    given = FrameConditions(conditions.audio, conditions.eye, conditions.view, motion=motion)
+    other_audio = FrameConditions(
+        torch.zeros_like(conditions.audio), conditions.eye, conditions.view, motion=motion
+    )
+    with torch.no_grad():
+        first, _ = field(means, given)
+        second, _ = field(means, other_audio)
+    torch.testing.assert_close(first.d_means, second.d_means)  # the given motion decides, not the audio
+    deltas, _ = field(means, conditions)
+    deltas.d_means.sum().backward()
+    assert all(p.grad is None for p in field.audio_tokenizer.parameters())  # the render does not train it
+    assert all(p.grad is None for p in field.mouth_motion_head.parameters())
+    with pytest.raises(ValueError, match="motion"):
+        field(means, FrameConditions(conditions.audio, conditions.eye, conditions.view, motion=motion[:1]))
 
 
 def test_apply_zero_deltas_is_the_identity():

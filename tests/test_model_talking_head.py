@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from avatar.audio.driving import PHONE_CLASSES
 from avatar.core.errors import AvatarError
 from avatar.model.deformation import DeformationConfig, FrameConditions
 from avatar.model.head_init import init_head_gaussians
@@ -26,6 +28,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+CHANNELS = 80 + PHONE_CLASSES  # log-mel bands and phone channels of the driving features
+
+
 def make_head(n: int = 500, *, audio_enabled: bool = True, seed: int = 0) -> TalkingHead:
     torch.manual_seed(seed)
     gaussians = init_head_gaussians(synthetic_landmarks(), n, seed=seed)
@@ -38,7 +43,9 @@ def clip_arrays(frames: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     rotations = np.stack([np.eye(3)] * frames)
     translations = np.tile([0.0, 0.0, 0.5], (frames, 1)) + rng.normal(scale=0.01, size=(frames, 3))
-    features = np.broadcast_to(np.arange(frames, dtype=np.float16)[:, None, None], (frames, 16, 80)).copy()
+    features = np.broadcast_to(
+        np.arange(frames, dtype=np.float16)[:, None, None], (frames, 16, CHANNELS)
+    ).copy()
     return {
         "audio_features": features,  # frame i's window is filled with the value i
         "eye_openness": rng.uniform(0, 1, frames),
@@ -79,7 +86,8 @@ def test_gradients_reach_the_gaussians_and_every_deformation_group_after_one_ste
 
     def toy_loss() -> torch.Tensor:
         sets, attention = head(conditions)
-        loss = attention[..., 0].mean()
+        field = head.deformation
+        loss = attention[..., 0].mean() + field.mouth_motion(field.audio_token(conditions.audio)).sum()
         for b, gaussians in enumerate(sets):
             for name, weight in weights.items():
                 value = getattr(gaussians, name).reshape(400, -1)
@@ -111,7 +119,7 @@ def test_gradients_reach_the_gaussians_and_every_deformation_group_after_one_ste
 def test_frame_conditions_windows_eye_and_view():
     arrays = clip_arrays(frames=12)
     conditions = frame_conditions(**arrays, frame_indices=np.array([0, 6, 11]), window=5)
-    assert conditions.audio.shape == (3, 5, 16, 80) and conditions.audio.dtype == torch.float32
+    assert conditions.audio.shape == (3, 5, 16, CHANNELS) and conditions.audio.dtype == torch.float32
     frames_in_windows = conditions.audio[:, :, 0, 0]
     assert frames_in_windows.tolist() == [[0, 0, 0, 1, 2], [4, 5, 6, 7, 8], [9, 10, 11, 11, 11]]
     torch.testing.assert_close(
@@ -253,13 +261,13 @@ def test_audio_enabled_flag_is_in_the_config():
 
 def test_conditions_move_between_devices():
     conditions = FrameConditions(
-        audio=torch.zeros(1, 9, 16, 80), eye=torch.ones(1), view=torch.tensor([[0.0, 0, -1]])
+        audio=torch.zeros(1, 9, 16, CHANNELS), eye=torch.ones(1), view=torch.tensor([[0.0, 0, -1]])
     )
     moved = conditions.to("cpu")
     assert moved.batch_size == 1 and moved.audio.device.type == "cpu"
 
 
-def test_mouth_scale_scales_the_audio_s_change_from_silence():
+def test_mouth_scale_scales_the_mouth_motion_s_change_from_silence():
     head = make_head(300)
     with torch.no_grad():  # a deformation that depends on the audio
         for param in head.deformation.parameters():
@@ -272,12 +280,18 @@ def test_mouth_scale_scales_the_audio_s_change_from_silence():
         frame_indices=[3, 7],
         window=head.window,
     )
+    field = head.deformation
     with torch.no_grad():
         normal, _ = head(conditions)
         rest, _ = head(silent)
-        for scale in (0.0, 0.5, 1.0, 1.5):
+        motion, rest_motion = field.articulation(conditions), field.articulation(silent)
+        assert (motion - rest_motion).abs().max() > 1e-5  # the audio does move the mouth
+        for scale, expected in ((0.0, rest), (1.0, normal)):
             scaled, _ = head(conditions, mouth_scale=scale)
             for b in range(2):
-                expected = rest[b].means + scale * (normal[b].means - rest[b].means)
-                torch.testing.assert_close(scaled[b].means, expected, atol=1e-6, rtol=1e-5)
-        assert (normal[0].means - rest[0].means).abs().max() > 1e-5  # the audio does move the Gaussians
+                torch.testing.assert_close(scaled[b].means, expected[b].means, atol=1e-6, rtol=1e-5)
+        half = replace(conditions, motion=rest_motion + 0.5 * (motion - rest_motion))
+        expected_half, _ = head(half)
+        scaled, _ = head(conditions, mouth_scale=0.5)
+        torch.testing.assert_close(scaled[0].means, expected_half[0].means)
+        assert (scaled[0].means - normal[0].means).abs().max() > 1e-6

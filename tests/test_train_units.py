@@ -5,12 +5,18 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
+from avatar.face.landmarks import MOUTH_AND_JAW
+from avatar.model.talking_head import ClipSignals
 from avatar.runs.settings import PRESETS, Stage
+from avatar.train.data import TrainingData
 from avatar.train.densify import DensifyState
+from avatar.train.frames import TargetFrame
 from avatar.train.log import COLUMNS, TrainLog
 from avatar.train.losses import (
     LossTerms,
@@ -23,8 +29,9 @@ from avatar.train.losses import (
     offset_loss,
 )
 from avatar.train.state import TrainingState, head_extent
+from avatar.train.step import TrainStep
 from avatar.train.strategy import DensifyStrategy
-from tests.test_model_talking_head import make_head
+from tests.test_model_talking_head import clip_arrays, make_head
 
 TINY = PRESETS["tiny"]
 
@@ -145,3 +152,63 @@ def test_train_log_writes_rows_and_appends_on_resume(tmp_path):
     with TrainLog(path, append=False) as log:  # a new run starts the file again
         pass
     assert len(list(csv.reader(path.open()))) == 1
+
+
+def _step(model, settings) -> TrainStep:
+    """A TrainStep over 12 synthetic frames (no images needed for the conditions and the motion loss)."""
+    arrays = clip_arrays()
+    arrays["audio_features"] = (
+        np.random.default_rng(2).random(arrays["audio_features"].shape).astype(np.float32)
+    )
+    signals = ClipSignals(
+        arrays["audio_features"], arrays["eye_openness"], arrays["rotations"], arrays["translations"]
+    )
+    targets = torch.randn(13, len(MOUTH_AND_JAW), 3) * 0.003
+    data = TrainingData(
+        frames=SimpleNamespace(indices=np.arange(12)),  # the conditions read only the training indices
+        val=None,
+        signals=signals,
+        motion_targets=targets,
+        K=torch.eye(3),
+        resolution=16,
+        background=torch.zeros(16, 16, 3),
+    )
+    return TrainStep(model, data, settings, "torch")
+
+
+def _target(index: int) -> TargetFrame:
+    return TargetFrame(
+        index, torch.zeros(16, 16, 3), torch.zeros(16, 16, 1), torch.zeros(16, 16, 1), torch.eye(4)
+    )
+
+
+def test_training_conditions_show_the_tracked_motion_and_drop_phones_as_set():
+    model = make_head(100)
+    n_mels = model.config.n_mels
+    always = replace(TINY, tracked_motion=1.0, phone_dropout=1.0, audio_augmentation=0.0, view_swap=0.0)
+    step = _step(model, always)
+    conditions = step.conditions(_target(5), Stage.AUDIO, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(conditions.motion, step.data.motion_targets[5][None])
+    own = step.data.signals.conditions([5], window=model.window)
+    torch.testing.assert_close(conditions.audio[..., :n_mels], own.audio[..., :n_mels])
+    assert not conditions.audio[..., n_mels:].any() and own.audio[..., n_mels:].any()
+
+    never = replace(always, tracked_motion=0.0, phone_dropout=0.0)
+    conditions = _step(model, never).conditions(_target(5), Stage.AUDIO, torch.Generator().manual_seed(0))
+    assert conditions.motion is None
+    torch.testing.assert_close(conditions.audio, own.audio)
+    canonical = _step(model, always).conditions(_target(5), Stage.CANONICAL, torch.Generator())
+    assert canonical.motion is None
+    silent_model = make_head(100, audio_enabled=False)  # the no-audio ablation must not see the mouth either
+    conditions = _step(silent_model, always).conditions(_target(5), Stage.AUDIO, torch.Generator())
+    assert conditions.motion is None
+
+
+def test_phone_dropout_is_drawn_per_sample():
+    model = make_head(100)
+    step = _step(model, replace(TINY, phone_dropout=0.5, audio_augmentation=0.0))
+    audio = step.data.signals.conditions(list(range(12)) * 20, window=model.window).audio
+    dropped = ~step._augmented(audio, torch.Generator().manual_seed(0))[..., model.config.n_mels :].flatten(
+        1
+    ).any(1)
+    assert 0.3 < float(dropped.float().mean()) < 0.7

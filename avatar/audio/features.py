@@ -141,16 +141,18 @@ def log_mel_spectrogram(audio: np.ndarray, config: AudioFeatureConfig) -> np.nda
 
 
 def frame_audio_windows(
-    log_mel: np.ndarray, num_frames: int, fps: float, config: AudioFeatureConfig
+    log_mel: np.ndarray, num_frames: int, fps: float, config: AudioFeatureConfig, *, fill: float | None = None
 ) -> np.ndarray:
     """Gather the `window_steps` feature steps centred on each video frame (see module docstring).
 
     Args:
-        log_mel: np.ndarray  # [T, n_mels], from `log_mel_spectrogram` with the same config
+        log_mel: np.ndarray  # [T, C] per-step features, from `log_mel_spectrogram` (C = n_mels) or another
+            per-step feature at the same hop (`fill` given)
+        fill: the value of steps outside the clip; default the log-mel of silence
     Returns:
-        windows: np.ndarray  # [num_frames, window_steps, n_mels] float32; steps outside [0, T) are silence
+        windows: np.ndarray  # [num_frames, window_steps, C] float32; steps outside [0, T) are `fill`
     """
-    if log_mel.ndim != 2 or log_mel.shape[1] != config.n_mels:
+    if log_mel.ndim != 2 or (fill is None and log_mel.shape[1] != config.n_mels):
         raise ValueError(f"log_mel must be [T, {config.n_mels}], got shape {log_mel.shape}")
     if num_frames < 0 or fps <= 0:
         raise ValueError(f"need num_frames >= 0 and fps > 0, got {num_frames} and {fps}")
@@ -158,16 +160,17 @@ def frame_audio_windows(
     frame_index = np.arange(num_frames, dtype=np.float64)
     centre_steps = (2.0 * frame_index + 1.0) * config.sample_rate / (2.0 * fps * config.hop_length)
     starts = np.floor(centre_steps - width / 2 + 0.5).astype(np.int64)  # [F]
+    channels = log_mel.shape[1]
     if num_frames == 0:
-        return np.zeros((0, width, config.n_mels), dtype=np.float32)
+        return np.zeros((0, width, channels), dtype=np.float32)
     pad_before = max(0, -int(starts[0]))
     pad_after = max(0, int(starts[-1]) + width - num_steps)
-    silence = np.float32(silence_feature_value(config))
+    silence = np.float32(silence_feature_value(config) if fill is None else fill)
     padded = np.concatenate(
         [
-            np.full((pad_before, config.n_mels), silence, dtype=np.float32),
+            np.full((pad_before, channels), silence, dtype=np.float32),
             log_mel.astype(np.float32, copy=False),
-            np.full((pad_after, config.n_mels), silence, dtype=np.float32),
+            np.full((pad_after, channels), silence, dtype=np.float32),
         ]
     )
     return padded[starts[:, None] + pad_before + np.arange(width)]

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from avatar.audio.normalization import normalize_audio_windows
+from avatar.audio.driving import driving_features
 from avatar.core.backends import DeviceName, RasterizerName, resolve_device
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
 from avatar.drive.compositor import head_over, torso_over_background
 from avatar.model.deformation import FrameConditions
-from avatar.model.talking_head import TalkingHead
+from avatar.model.talking_head import ClipSignals, TalkingHead
 from avatar.render.rasterize import render_gaussians
 from avatar.runs.record import RunRecord
 from avatar.runs.run_dir import load_model
@@ -26,7 +26,9 @@ from avatar.runs.run_dir import load_model
 class DrivenFrame:
     rgb: Tensor  # [R, R, 3] over the given background
     alpha: Tensor  # [R, R, 1]
-    attention: Tensor | None  # [R, R, 4] rendered attention over (audio, eye, view, null), when asked for
+    attention: (
+        Tensor | None
+    )  # [R, R, 4] rendered attention over (articulation, eye, view, null), when asked for
 
 
 class HeadDriver:
@@ -82,9 +84,26 @@ class FittedHead:
     def window(self) -> HeadWindow:
         return self.record.window
 
-    def driving_features(self, windows: np.ndarray) -> np.ndarray:
-        """A clip's log-mel windows [F, steps, n_mels] -> the model's inputs, normalised as in training."""
-        return normalize_audio_windows(windows, self.record.audio_normalization)
+    @property
+    def hears_phones(self) -> bool:
+        """Whether the model's driving features include the phone channels (avatar/audio/driving.py)."""
+        return self.driver.model.config.phone_classes > 0
+
+    def driving_features(self, audio: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """A clip's audio [S] and its log-mel windows [F, steps, n_mels] -> the model's inputs, as in training."""
+        record = self.record
+        return driving_features(
+            audio,
+            windows,
+            record.fps,
+            record.audio_features,
+            record.audio_normalization,
+            phones=self.hears_phones,
+        )
+
+    def capture_signals(self) -> ClipSignals:
+        """The capture's own driving signals, as the fit saw them."""
+        return self.record.capture_signals(self.dataset, phones=self.hears_phones)
 
     def composite(self, head: DrivenFrame, pose_frame: int, background: np.ndarray) -> np.ndarray:
         """-> [S, S, 3] float32 in [0, 1]: the head over capture frame `pose_frame`'s torso over `background`."""

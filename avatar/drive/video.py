@@ -130,7 +130,7 @@ def drive_with_audio(
         raise AvatarError(
             "the audio is shorter than one video frame", path=audio_path, fix="Pass a longer audio"
         )
-    features = fitted.driving_features(audio_features_for_frames(audio, count, fps, feature_config))
+    features = fitted.driving_features(audio, audio_features_for_frames(audio, count, fps, feature_config))
     tracking = dataset.tracking
     valid = tracking.valid
     poses = pingpong(np.flatnonzero(valid), count)

@@ -74,7 +74,7 @@ class EvalMetrics(Record):
     """`avatar eval`'s measurements on the held-out frames (written to --json)."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     frames: int
     psnr: float  # dB, whole composited frame
@@ -84,6 +84,7 @@ class EvalMetrics(Record):
     psnr_mouth: float  # dB, the mouth region
     lmd_px: float  # lip landmark distance (avatar.metrics.landmarks)
     mouth_open_correlation: float  # Pearson r of the real and rendered mouth opening
+    eye_open_correlation: float  # Pearson r of the real and rendered eye openness: do the blinks render?
     frames_without_face: int  # rendered frames the face mesh finds no face in
     render_fps: float
     render_resolution: int
@@ -180,9 +181,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
     held_out = dataset.split.val
     if len(held_out) == 0:
         raise AvatarError("the dataset holds out no frames", path=dataset.root, fix="Capture a longer video")
-    signals = fitted.record.capture_signals(
-        dataset
-    )  # the held-out frames' own audio, lined up with their mouths
+    signals = fitted.capture_signals()  # the held-out frames' own audio, lined up with their mouths
     viewmats = torch.from_numpy(tracking.viewmats).float()
     background = dataset.background()
     errors = _ErrorSums()
@@ -229,6 +228,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
         psnr_mouth=errors.psnr("mouth"),
         lmd_px=lips.lmd_px,
         mouth_open_correlation=lips.mouth_open_correlation,
+        eye_open_correlation=lips.eye_open_correlation,
         frames_without_face=lips.frames_without_face,
         render_fps=len(held_out) / render_seconds if render_seconds > 0 else math.nan,
         render_resolution=driver.resolution,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatar.face.landmarks import LIP_CONTOURS, NUM_LANDMARKS
-from avatar.face.measures import mouth_openness
+from avatar.face.measures import eye_openness, mouth_openness
 from avatar.face.mediapipe_models import face_mesh, mesh_landmarks
 
 
@@ -84,6 +84,7 @@ class MouthMetricsResult:
     mouth_open_real: np.ndarray  # [N] float64 mouth opening per frame, NaN where no face
     mouth_open_rendered: np.ndarray  # [N]
     mouth_open_correlation: float  # Pearson r of the two (NaN if undefined, e.g. a mouth that never moves)
+    eye_open_correlation: float  # Pearson r of the real and rendered eye openness (blinks), NaN if undefined
     frames_without_face: int  # rendered frames where mediapipe finds no face (failures)
     real_frames_without_face: int  # real frames without a face: left out of every average
     frames: int
@@ -96,6 +97,8 @@ class MouthMetrics:
         self._runner = FaceMeshRunner()
         self.open_real: list[float] = []
         self.open_rendered: list[float] = []
+        self.eye_real: list[float] = []
+        self.eye_rendered: list[float] = []
         self.distances: list[float] = []
         self.rendered_missing = 0
         self.real_missing = 0
@@ -109,6 +112,10 @@ class MouthMetrics:
         self.rendered_missing += rendered_points is None
         self.open_real.append(math.nan if real_points is None else mouth_opening(real_points))
         self.open_rendered.append(math.nan if rendered_points is None else mouth_opening(rendered_points))
+        self.eye_real.append(math.nan if real_points is None else float(eye_openness(real_points)))
+        self.eye_rendered.append(
+            math.nan if rendered_points is None else float(eye_openness(rendered_points))
+        )
         if real_points is not None and rendered_points is not None:
             self.distances.append(landmark_distance(rendered_points, real_points))
 
@@ -120,6 +127,7 @@ class MouthMetrics:
             mouth_open_real=mouth_open_real,
             mouth_open_rendered=mouth_open_rendered,
             mouth_open_correlation=pearson(mouth_open_real, mouth_open_rendered),
+            eye_open_correlation=pearson(np.asarray(self.eye_real), np.asarray(self.eye_rendered)),
             frames_without_face=self.rendered_missing,
             real_frames_without_face=self.real_missing,
             frames=len(self.open_real),

@@ -3,23 +3,30 @@
 For N canonical Gaussians and a batch of B frames:
 
     canonical means [N, 3] --bounding box--> [0, 1]^3 --hash grid--> [N, L*F] --MLP--> queries [N, Dq]
-    audio [B, W, 16, 80] --AudioTokenizer--> audio token [B, Dc]     (zeros when audio is disabled)
+    audio [B, W, 16, C]  --AudioTokenizer--> [B, Dc] --Linear (zero-initialised)--> mouth motion [B, J, 3]
+                         (C = 80 log-mel bands + the phone channels, avatar/audio/driving.py; the motion of
+                         the mouth/jaw landmarks; a constant when audio is disabled)
+    mouth motion         --MLP-->            articulation token [B, Dc]
     eye [B]              --MLP-->            eye token [B, Dc]
     view [B, 3]          --MLP-->            view token [B, Dc]
                                              null token [Dc], learned (lets a Gaussian attend to nothing)
     SpatialAudioAttention(queries, tokens [B, 4, Dc]) -> [B, N, hidden], weights [B, N, heads, 4]
     head: LeakyReLU(attention + W queries) -> Linear -> LeakyReLU -> Linear (zero-initialised) -> [B, N, 14]
-    mouth motion: audio token --Linear (zero-initialised)--> [B, J, 3] motion of the mouth/jaw landmarks,
-                  carried to the Gaussians near them (`skin_offsets`) and added to the position offsets
+    the mouth motion is also carried to the Gaussians near its landmarks (`skin_offsets`) and added to the
+    position offsets
 
 The head's first layer sees the attention output and the Gaussian's own features (a concatenation followed by
 one linear layer, computed as a sum so the [N, Dq] part is done once for all B). Its last layer starts at
 zero, so an untrained field returns exactly zero deltas. The 14 outputs, times the config's offset scales,
 are the `Deltas`; `apply_deltas` turns canonical Gaussians and deltas into the frame's Gaussians.
 
-The mouth-motion path gives the audio a direct, supervised way to open the mouth (the fit trains it on the
-tracked landmark motion, see avatar/model/landmark_motion.py); the attention head adds what it does not
-explain. Its landmarks (`mouth_anchors`, [J, 3] in the canonical head) are a buffer, stored in checkpoints.
+Audio reaches the Gaussians only through the mouth motion, a bottleneck of a few dozen numbers that the fit
+supervises with the tracked landmark motion (avatar/model/landmark_motion.py): audio -> articulation is
+learned from tracking, articulation -> appearance (lips, teeth, the dark interior, by the attention head)
+from pixels. The render's gradients stop at the motion, and a training frame may be rendered with its
+tracked motion in place of the predicted one (`FrameConditions.motion`), so the appearance is learned from
+true mouth shapes; new audio then only has to produce a plausible motion, not a token like the capture's.
+The landmarks (`mouth_anchors`, [J, 3] in the canonical head) are a buffer, stored in checkpoints.
 
 Canonical means reach the field detached: positions are optimised by the rendering loss through the
 Gaussians themselves, not through the hash grid's (noisy) spatial gradient.
@@ -27,12 +34,13 @@ Gaussians themselves, not through the hash grid's (noisy) spatial gradient.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avatar.audio.driving import PHONE_CLASSES
 from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
 from avatar.model.encoding.hash_grid import HashGridConfig
@@ -72,10 +80,14 @@ class DeformationConfig:
     color_offset_scale: float = 1.0  # logit units per unit output
     mouth_motion_scale: float = 0.005  # metres per unit output of the mouth-motion head
     mouth_skinning_sigma: float = 0.006  # metres: reach of a landmark's motion (`skin_offsets`)
+    n_mels: int = 80  # log-mel bands of the audio windows
+    phone_classes: int = PHONE_CLASSES  # phone channels after them (avatar/audio/driving.py); 0: none
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
             raise ValueError(f"window must be a positive odd number of frames, got {self.window}")
+        if self.phone_classes not in (0, PHONE_CLASSES):
+            raise ValueError(f"phone_classes must be 0 or {PHONE_CLASSES}, got {self.phone_classes}")
         for name in ("feature_width", "token_width", "heads", "audio_channels", "condition_hidden", "hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -124,10 +136,11 @@ class FrameConditions:
     """What drives one batch of frames."""
 
     audio: (
-        Tensor  # [B, W, 16, 80] log-mel windows of each frame and its W - 1 neighbours (frame in the middle)
+        Tensor  # [B, W, 16, C] driving features of each frame and its W - 1 neighbours (frame in the middle)
     )
     eye: Tensor  # [B] eye openness, 1 open, 0 closed
     view: Tensor  # [B, 3] unit vector from the head origin to the camera, head frame
+    motion: Tensor | None = None  # [B, J, 3] tracked mouth motion to render instead of the audio's (training)
 
     @property
     def batch_size(self) -> int:
@@ -135,7 +148,10 @@ class FrameConditions:
 
     def to(self, device: torch.device | str) -> FrameConditions:
         return FrameConditions(
-            audio=self.audio.to(device), eye=self.eye.to(device), view=self.view.to(device)
+            audio=self.audio.to(device),
+            eye=self.eye.to(device),
+            view=self.view.to(device),
+            motion=None if self.motion is None else self.motion.to(device),
         )
 
 
@@ -152,16 +168,6 @@ class Deltas:
     @property
     def batch_size(self) -> int:
         return self.d_means.shape[0]
-
-    def scaled_from(self, rest: Deltas, scale: float) -> Deltas:
-        """rest + scale * (self - rest), field by field: `scale` times the change from `rest` (e.g. the
-        deltas of silence), so that 0 gives `rest`, 1 gives `self`."""
-        return Deltas(
-            *(
-                getattr(rest, field.name) + scale * (getattr(self, field.name) - getattr(rest, field.name))
-                for field in fields(self)
-            )
-        )
 
 
 def apply_deltas(canonical: GaussianSet, deltas: Deltas, batch_index: int) -> GaussianSet:
@@ -252,8 +258,12 @@ class DeformationField(nn.Module):
         self.hash_grid = make_hash_grid(config.hash_grid, hash_grid_backend, device=device)
         self.query_mlp = _mlp([config.hash_grid.n_output_dims, config.feature_width, config.feature_width])
         self.audio_tokenizer = AudioTokenizer(
-            config.token_width, config.window, channels=config.audio_channels
+            config.token_width,
+            config.window,
+            n_mels=config.n_mels + config.phone_classes,
+            channels=config.audio_channels,
         )
+        self.articulation_mlp = _mlp([3 * len(MOUTH_AND_JAW), config.condition_hidden, config.token_width])
         self.eye_mlp = _mlp([1, config.condition_hidden, config.token_width])
         self.view_mlp = _mlp([3, config.condition_hidden, config.token_width])
         self.null_token = nn.Parameter(torch.randn(config.token_width) * 0.1)
@@ -297,8 +307,19 @@ class DeformationField(nn.Module):
         motion = self.mouth_motion_head(audio_token) * self.config.mouth_motion_scale
         return motion.view(audio_token.shape[0], len(MOUTH_AND_JAW), 3)
 
-    def tokens(self, conditions: FrameConditions) -> Tensor:
-        """-> [B, 4, Dc]: audio, eye, view, null."""
+    def articulation(self, conditions: FrameConditions) -> Tensor:
+        """-> [B, J, 3] the mouth motion to render: `conditions.motion` when given, else the audio's prediction
+        (detached: the render does not train the audio path)."""
+        if conditions.motion is not None:
+            if conditions.motion.shape != (conditions.batch_size, len(MOUTH_AND_JAW), 3):
+                raise ValueError(
+                    f"motion must be [B, {len(MOUTH_AND_JAW)}, 3], got {list(conditions.motion.shape)}"
+                )
+            return conditions.motion.float()
+        return self.mouth_motion(self.audio_token(conditions.audio)).detach()
+
+    def tokens(self, conditions: FrameConditions, motion: Tensor) -> Tensor:
+        """conditions and their `articulation` [B, J, 3] -> [B, 4, Dc]: articulation, eye, view, null."""
         batch = conditions.batch_size
         if conditions.eye.shape != (batch,) or conditions.view.shape != (batch, 3):
             raise ValueError(
@@ -307,11 +328,11 @@ class DeformationField(nn.Module):
             )
         if conditions.audio.shape[0] != batch:
             raise ValueError(f"audio has batch size {conditions.audio.shape[0]}, eye has {batch}")
-        audio = self.audio_token(conditions.audio)
+        articulation = self.articulation_mlp((motion / self.config.mouth_motion_scale).flatten(1))
         eye = self.eye_mlp(conditions.eye.float()[:, None])
         view = self.view_mlp(conditions.view.float())
         null = self.null_token.expand(batch, -1)
-        return torch.stack([audio, eye, view, null], dim=1)
+        return torch.stack([articulation, eye, view, null], dim=1)
 
     def forward(self, canonical_means: Tensor, conditions: FrameConditions) -> tuple[Deltas, Tensor]:
         """Deltas of every Gaussian for every frame of the batch.
@@ -321,19 +342,17 @@ class DeformationField(nn.Module):
             conditions: FrameConditions with batch size B
         Returns:
             deltas: Deltas  # each [B, N, ...]
-            attention: Tensor  # [B, N, heads, 4] weights over (audio, eye, view, null), summing to 1
+            attention: Tensor  # [B, N, heads, 4] weights over (articulation, eye, view, null), summing to 1
         """
         queries = self.queries(canonical_means)  # [N, Dq]
-        tokens = self.tokens(conditions)
+        motion = self.articulation(conditions)
+        tokens = self.tokens(conditions, motion)
         attended, weights = self.attention(queries, tokens)  # [B, N, hidden]
         hidden = F.leaky_relu(attended + self.query_to_hidden(queries), LEAKY_SLOPE)
         outputs = self.head(hidden) * self.output_scales  # [B, N, 14]
         d_means, d_quats, d_log_scales, d_opacity, d_colors = outputs.split([3, 4, 3, 1, 3], dim=-1)
         mouth = skin_offsets(
-            canonical_means.detach(),
-            self.mouth_anchors,
-            self.mouth_motion(tokens[:, 0]),
-            self.config.mouth_skinning_sigma,
+            canonical_means.detach(), self.mouth_anchors, motion, self.config.mouth_skinning_sigma
         )
         deltas = Deltas(
             d_means=d_means + mouth,

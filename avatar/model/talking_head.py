@@ -24,7 +24,7 @@ from avatar.model.deformation import (
 )
 from avatar.model.gaussians import CanonicalGaussians, GaussianSet
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 
 
 class TalkingHead(nn.Module):
@@ -88,12 +88,12 @@ class TalkingHead(nn.Module):
         Args:
             conditions: batch of B frames; may be None when `deform` is False (then one canonical set)
             deform: False returns the canonical Gaussians for every frame (e.g. a warm-up phase)
-            mouth_scale: how much of what the audio changes to keep: the deltas are those of the same frame
-                hearing silence plus `mouth_scale` times the audio's change from them (1: as fitted; 0.5:
+            mouth_scale: how much of the articulation to keep: the mouth motion rendered is that of the same
+                frame hearing silence plus `mouth_scale` times the audio's change from it (1: as fitted; 0.5:
                 half the articulation; 1.5: more). A mouth closed on silence stays closed at any scale.
         Returns:
             gaussians: B GaussianSets of N Gaussians each
-            attention: Tensor  # [B, N, heads, 4] over (audio, eye, view, null), or None when not deforming
+            attention: Tensor  # [B, N, heads, 4] over (articulation, eye, view, null), or None when not deforming
         """
         canonical = self.gaussians.activated()
         if not deform:
@@ -101,11 +101,14 @@ class TalkingHead(nn.Module):
             return [canonical] * copies, None
         if conditions is None:
             raise ValueError("deforming needs frame conditions")
-        deltas, attention = self.deformation(self.gaussians.means, conditions)
         if mouth_scale != 1.0:
-            silent = replace(conditions, audio=torch.zeros_like(conditions.audio))
-            rest, _ = self.deformation(self.gaussians.means, silent)
-            deltas = deltas.scaled_from(rest, mouth_scale)
+            field = self.deformation
+            rest = field.articulation(
+                replace(conditions, audio=torch.zeros_like(conditions.audio), motion=None)
+            )
+            motion = field.articulation(conditions)
+            conditions = replace(conditions, motion=rest + mouth_scale * (motion - rest))
+        deltas, attention = self.deformation(self.gaussians.means, conditions)
         return [apply_deltas(canonical, deltas, b) for b in range(deltas.batch_size)], attention
 
     def config_dict(self) -> dict:

@@ -52,6 +52,8 @@ class TrainSettings:
     motion_batch: int = 32  # frames per step of that loss
     silence_probability: float = 0.1  # of a motion sample hearing silence, with the mouth at rest as target
     audio_augmentation: float = 0.8  # probability that a training sample's audio features are perturbed
+    phone_dropout: float = 0.3  # probability that a training sample hears no phones (as unaligned audio)
+    tracked_motion: float = 0.5  # probability that a rendered training frame shows its tracked mouth motion
     view_swap: float = 0.5  # probability that a training sample's view token comes from another frame
     densify_every: int = 100
     densify_until_fraction: float = 0.75  # of the canonical + audio stages

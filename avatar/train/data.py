@@ -32,7 +32,7 @@ class TrainingData:
 
 
 def prepare_training_data(
-    dataset: Dataset, run: RunRecord, val_frames: int, device: torch.device, *, progress: bool
+    dataset: Dataset, run: RunRecord, val_frames: int, device: torch.device, *, phones: bool, progress: bool
 ) -> TrainingData:
     split = dataset.split
     frames = TrainingFrames(dataset, split.train, run.window, run.resolution, progress=progress)
@@ -41,7 +41,7 @@ def prepare_training_data(
         count = min(val_frames, len(split.val))
         rows = np.linspace(0, len(split.val) - 1, count).round().astype(int)
         val = TrainingFrames(dataset, split.val[rows], run.window, run.resolution, progress=False)
-    signals = run.capture_signals(dataset)
+    signals = run.capture_signals(dataset, phones=phones)
     tracking = dataset.tracking
     displacements = landmark_displacements(
         tracking.landmarks,
@@ -51,7 +51,8 @@ def prepare_training_data(
         tracking.canonical_landmarks,
     )
     targets = mouth_motion_targets(displacements)
-    rest = rest_motion(targets, speech_loudness(np.asarray(signals.audio)), frames.indices)
+    log_mel = np.asarray(signals.audio)[..., : run.audio_features.n_mels]
+    rest = rest_motion(targets, speech_loudness(log_mel), frames.indices)
     return TrainingData(
         frames=frames,
         val=val,

@@ -52,14 +52,18 @@ class TrainStep:
         return terms, out
 
     def conditions(self, target: TargetFrame, stage: Stage, generator: torch.Generator) -> FrameConditions:
-        """The target frame's conditions; once deforming, its audio augmented and, with probability
-        `settings.view_swap`, another frame's viewpoint, so that the view token cannot tell the model which
-        frame (and mouth) this is."""
+        """The target frame's conditions; once deforming, its audio augmented, with probability
+        `settings.tracked_motion` its tracked mouth motion in place of the audio's prediction (the appearance
+        then learns from true mouth shapes) and, with probability `settings.view_swap`, another frame's
+        viewpoint, so that the view token cannot tell the model which frame (and mouth) this is."""
         signals, window, device = self.data.signals, self.model.window, target.image.device
         conditions = signals.conditions([target.index], window=window, device=device)
         if not stage.deforms:
             return conditions
         conditions = replace(conditions, audio=self._augmented(conditions.audio, generator))
+        tracked = float(torch.rand((), generator=generator)) < self.settings.tracked_motion
+        if tracked and self.model.deformation.audio_enabled:
+            conditions = replace(conditions, motion=self.data.motion_targets[target.index][None])
         if float(torch.rand((), generator=generator)) < self.settings.view_swap:
             indices = self.data.train_indices
             other = int(indices[int(torch.randint(len(indices), (), generator=generator))])
@@ -90,7 +94,15 @@ class TrainStep:
         )
 
     def _augmented(self, audio: Tensor, generator: torch.Generator) -> Tensor:
-        if self.settings.audio_augmentation <= 0:
-            return audio
-        augmentation = AudioAugmentation(probability=self.settings.audio_augmentation)
-        return augment_audio_windows(audio, generator, augmentation)
+        """[B, W, steps, C] driving features -> the same with the log-mel bands perturbed
+        (`settings.audio_augmentation`) and, per sample with probability `settings.phone_dropout`, the phone
+        channels zeroed."""
+        settings, n_mels = self.settings, self.model.config.n_mels
+        log_mel, phones = audio[..., :n_mels], audio[..., n_mels:]
+        if settings.audio_augmentation > 0:
+            augmentation = AudioAugmentation(probability=settings.audio_augmentation)
+            log_mel = augment_audio_windows(log_mel, generator, augmentation)
+        if phones.shape[-1] and settings.phone_dropout > 0:
+            keep = torch.rand(len(audio), generator=generator) >= settings.phone_dropout
+            phones = phones * keep.to(audio.device, audio.dtype)[:, None, None, None]
+        return torch.cat([log_mel, phones], dim=-1)

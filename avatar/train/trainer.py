@@ -170,7 +170,12 @@ class FitRun:
         record, state = self._start()
         settings = record.settings
         data = prepare_training_data(
-            self.dataset, record, settings.val_frames, self.device, progress=self.config.progress
+            self.dataset,
+            record,
+            settings.val_frames,
+            self.device,
+            phones=state.model.config.phone_classes > 0,
+            progress=self.config.progress,
         )
         strategy = DensifyStrategy.from_settings(settings, head_extent(state.model))
         forward = TrainStep(state.model, data, settings, self.backend)
