@@ -26,9 +26,7 @@ from avatar.runs.run_dir import load_model
 class DrivenFrame:
     rgb: Tensor  # [R, R, 3] over the given background
     alpha: Tensor  # [R, R, 1]
-    attention: (
-        Tensor | None
-    )  # [R, R, 4] rendered attention over (articulation, eye, view, null), when asked for
+    attention: Tensor | None  # [R, R, 4] attention over (articulation, eye, view, null), when asked for
 
 
 class HeadDriver:

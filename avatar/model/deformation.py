@@ -22,7 +22,7 @@ are the `Deltas`; `apply_deltas` turns canonical Gaussians and deltas into the f
 
 Audio reaches the Gaussians only through the mouth motion, a bottleneck of a few dozen numbers that the fit
 supervises with the tracked landmark motion (avatar/model/landmark_motion.py): audio -> articulation is
-learned from tracking, articulation -> appearance (lips, teeth, the dark interior, by the attention head)
+learned from tracking, articulation -> appearance (the lips and what shows between them, by the attention head)
 from pixels. The render's gradients stop at the motion, and a training frame may be rendered with its
 tracked motion in place of the predicted one (`FrameConditions.motion`), so the appearance is learned from
 true mouth shapes; new audio then only has to produce a plausible motion, not a token like the capture's.
