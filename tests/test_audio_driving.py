@@ -8,7 +8,7 @@ import pytest
 from avatar.audio.driving import PHONE_CLASSES, driving_features, phone_activity, phone_windows
 from avatar.audio.features import AudioFeatureConfig, audio_features_for_frames, frame_audio_windows
 from avatar.audio.normalization import AudioNormalization, normalize_audio_windows
-from avatar.audio.phones import ARPABET, PhoneSegment
+from avatar.audio.phones import ARPABET, PhoneSegment, align_speech
 from avatar.media.audio_io import load_audio
 
 CONFIG = AudioFeatureConfig()
@@ -42,11 +42,12 @@ def test_phone_windows_line_up_with_the_log_mel_windows():
 def test_audio_that_cannot_be_aligned_gets_zero_phones_and_a_note():
     pytest.importorskip("pocketsphinx")
     noise = (np.random.default_rng(0).normal(size=16000 * 2) * 0.1).astype(np.float32)
-    result = phone_windows(noise, 50, FPS, CONFIG)
-    assert result.windows.shape == (50, CONFIG.window_steps, PHONE_CLASSES)
-    assert not result.windows.any() and result.note and "English" in result.note
+    speech = align_speech(noise, 16000)
+    windows = phone_windows(speech, 50, FPS, CONFIG)
+    assert windows.shape == (50, CONFIG.window_steps, PHONE_CLASSES)
+    assert not windows.any() and speech.note and "English" in speech.note
     silence = np.zeros(16000, np.float32)
-    assert "silent" in phone_windows(silence, 25, FPS, CONFIG).note
+    assert "silent" in align_speech(silence, 16000).note
 
 
 @pytest.mark.shared_data
@@ -56,12 +57,14 @@ def test_driving_features_of_real_speech(shared_data):
     frames = int(len(audio) / CONFIG.sample_rate * FPS)
     mel = audio_features_for_frames(audio, frames, FPS, CONFIG)
     normalization = AudioNormalization()
-    features = driving_features(audio, mel, FPS, CONFIG, normalization, phones=True)
+    features = driving_features(
+        mel, FPS, CONFIG, normalization, speech=align_speech(audio, CONFIG.sample_rate)
+    )
     assert features.shape == (frames, CONFIG.window_steps, CONFIG.n_mels + PHONE_CLASSES)
     np.testing.assert_array_equal(features[..., : CONFIG.n_mels], normalize_audio_windows(mel, normalization))
     own_step = features[:, CONFIG.window_steps // 2, CONFIG.n_mels :]
     assert own_step.sum(1).mean() > 0.7  # a read sentence: a phone under most frames
     vowels = [ARPABET.index(p) for p in ("AA", "AE", "AH", "IH", "IY", "EH")]
     assert own_step[:, vowels].sum() > 0.2 * frames
-    without = driving_features(audio, mel, FPS, CONFIG, normalization, phones=False)
+    without = driving_features(mel, FPS, CONFIG, normalization, speech=None)
     assert without.shape[-1] == CONFIG.n_mels

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avatar.audio.phones import AlignedSpeech, align_speech
 from avatar.cli import main
 from avatar.eval.evaluate import DrivenEvalMetrics, EvalConfig, evaluate
-from avatar.eval.lip_sync import AlignedSpeech, align_speech, score
+from avatar.eval.lip_sync import score
 from avatar.media.audio_io import load_audio, save_wav
 
 pytest.importorskip("pocketsphinx")

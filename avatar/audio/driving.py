@@ -14,15 +14,14 @@ depends on the aligner.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from avatar.audio.features import AudioFeatureConfig, frame_audio_windows
 from avatar.audio.normalization import AudioNormalization, normalize_audio_windows
-from avatar.audio.phones import ARPABET, PhoneSegment, align_phones
-from avatar.core.errors import AvatarError
+from avatar.audio.phones import ARPABET, AlignedSpeech, PhoneSegment
 
 _log = logging.getLogger(__name__)
 
@@ -45,48 +44,40 @@ def phone_activity(phones: Sequence[PhoneSegment], num_steps: int, config: Audio
     return activity
 
 
-@dataclass(frozen=True)
-class PhoneWindows:
-    windows: np.ndarray  # [F, steps, PHONE_CLASSES] float32
-    note: str | None  # why they are all zeros, when the audio could not be aligned
+def phone_windows(
+    speech: AlignedSpeech, num_frames: int, fps: float, config: AudioFeatureConfig
+) -> np.ndarray:
+    """Per-video-frame windows of phone activity, laid out as `frame_audio_windows` lays out the log-mel steps;
+    all zeros when the speech has no phones.
 
-
-def phone_windows(audio: np.ndarray, num_frames: int, fps: float, config: AudioFeatureConfig) -> PhoneWindows:
-    """Per-video-frame windows of phone activity, laid out as `frame_audio_windows` lays out the log-mel steps.
-
-    Args:
-        audio: np.ndarray  # [S] mono at config.sample_rate
+    Returns:
+        windows: np.ndarray  # [num_frames, steps, PHONE_CLASSES] float32
     """
-    num_steps = -(-len(audio) // config.hop_length)
-    note = None
-    try:
-        phones: Sequence[PhoneSegment] = align_phones(audio, config.sample_rate)
-    except AvatarError as error:
-        phones, note = (), str(error)
-        _log.info("no phones for the driving features: %s", error)
-    activity = phone_activity(phones, num_steps, config)
-    windows = frame_audio_windows(activity, num_frames, fps, config, fill=0.0)
-    return PhoneWindows(windows, note)
+    num_steps = math.ceil(num_frames / fps * config.sample_rate / config.hop_length) + config.window_steps
+    activity = phone_activity(speech.phones or (), num_steps, config)  # covers every step a window reads
+    return frame_audio_windows(activity, num_frames, fps, config, fill=0.0)
 
 
 def driving_features(
-    audio: np.ndarray,
     mel_windows: np.ndarray,
     fps: float,
     config: AudioFeatureConfig,
     normalization: AudioNormalization,
     *,
-    phones: bool,
+    speech: AlignedSpeech | None,
 ) -> np.ndarray:
-    """A clip's driving features: its normalised log-mel windows and, with `phones`, its phone windows.
+    """A clip's driving features: its normalised log-mel windows and, unless `speech` is None (a model without
+    phone channels), the windows of its phones.
 
     Args:
-        audio: np.ndarray  # [S] mono at config.sample_rate, the clip the windows were computed from
         mel_windows: np.ndarray  # [F, steps, n_mels] from `audio_features_for_frames(audio, F, fps, config)`
+        speech: the clip's phones (`align_speech` of the same audio)
     Returns:
         features: np.ndarray  # [F, steps, n_mels (+ PHONE_CLASSES)] float32
     """
     mel = normalize_audio_windows(mel_windows, normalization)
-    if not phones:
+    if speech is None:
         return mel
-    return np.concatenate([mel, phone_windows(audio, len(mel), fps, config).windows], axis=-1)
+    if speech.phones is None:
+        _log.info("no phones for the driving features: %s", speech.note)
+    return np.concatenate([mel, phone_windows(speech, len(mel), fps, config)], axis=-1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -117,6 +117,29 @@ def align_phones(audio: np.ndarray, sample_rate: int, *, chunk_s: float = 20.0) 
             fix=_FIX,
         )
     return _tile(segments, duration_s)
+
+
+@dataclass(frozen=True)
+class AlignedSpeech:
+    """The phones of a clip's audio, or why there are none."""
+
+    phones: tuple[PhoneSegment, ...] | None
+    note: str | None
+
+    def from_frame(self, frame: int, fps: float) -> tuple[PhoneSegment, ...]:
+        """The phones with times counted from the start of video frame `frame`."""
+        offset = frame / fps
+        return tuple(
+            replace(p, start_s=p.start_s - offset, end_s=p.end_s - offset) for p in self.phones or ()
+        )
+
+
+def align_speech(audio: np.ndarray, sample_rate: int) -> AlignedSpeech:
+    """Audio that pocketsphinx cannot align is reported in `note`, not raised: the other metrics still count."""
+    try:
+        return AlignedSpeech(tuple(align_phones(audio, sample_rate)), None)
+    except AvatarError as error:
+        return AlignedSpeech(None, str(error))
 
 
 def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -14,8 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatar.audio.phones import AlignedSpeech, align_speech
 from avatar.core.errors import AvatarError
 from avatar.data.manifest import DatasetManifest
+from avatar.media.audio_io import load_audio
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,12 @@ class Dataset:
     @property
     def audio_sample_rate(self) -> int:
         return self.manifest.audio.sample_rate
+
+    @cached_property
+    def speech(self) -> AlignedSpeech:
+        """The phones of the capture's audio (pocketsphinx, once per Dataset), or why there are none."""
+        rate = self.audio_sample_rate
+        return align_speech(load_audio(self.layout.audio, rate), rate)
 
     @cached_property
     def tracking(self) -> Tracking:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from avatar.audio.driving import driving_features
+from avatar.audio.phones import AlignedSpeech
 from avatar.core.backends import DeviceName, RasterizerName, resolve_device
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
@@ -87,21 +88,21 @@ class FittedHead:
         """Whether the model's driving features include the phone channels (avatar/audio/driving.py)."""
         return self.driver.model.config.phone_classes > 0
 
-    def driving_features(self, audio: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        """A clip's audio [S] and its log-mel windows [F, steps, n_mels] -> the model's inputs, as in training."""
+    def driving_features(self, windows: np.ndarray, speech: AlignedSpeech) -> np.ndarray:
+        """A clip's log-mel windows [F, steps, n_mels] and its phones -> the model's inputs, as in training."""
         record = self.record
         return driving_features(
-            audio,
             windows,
             record.fps,
             record.audio_features,
             record.audio_normalization,
-            phones=self.hears_phones,
+            speech=speech if self.hears_phones else None,
         )
 
     def capture_signals(self) -> ClipSignals:
         """The capture's own driving signals, as the fit saw them."""
-        return self.record.capture_signals(self.dataset, phones=self.hears_phones)
+        speech = self.dataset.speech if self.hears_phones else None
+        return self.record.capture_signals(self.dataset, speech=speech)
 
     def composite(self, head: DrivenFrame, pose_frame: int, background: np.ndarray) -> np.ndarray:
         """-> [S, S, 3] float32 in [0, 1]: the head over capture frame `pose_frame`'s torso over `background`."""

@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
 
 from avatar.audio.features import audio_features_for_frames, num_video_frames
+from avatar.audio.phones import AlignedSpeech, align_speech
 from avatar.core.atomic import check_writable
 from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
@@ -88,6 +89,7 @@ class DrivenClip:
     fitted: FittedHead
     audio: np.ndarray  # [S] mono at `sample_rate`
     sample_rate: int
+    speech: AlignedSpeech  # the audio's phones
     signals: ClipSignals
     poses: np.ndarray  # [count] the capture frame whose pose, torso and background each frame shows
     viewmats: np.ndarray  # [count, 4, 4]
@@ -130,7 +132,8 @@ def drive_with_audio(
         raise AvatarError(
             "the audio is shorter than one video frame", path=audio_path, fix="Pass a longer audio"
         )
-    features = fitted.driving_features(audio, audio_features_for_frames(audio, count, fps, feature_config))
+    speech = align_speech(audio, feature_config.sample_rate)
+    features = fitted.driving_features(audio_features_for_frames(audio, count, fps, feature_config), speech)
     tracking = dataset.tracking
     valid = tracking.valid
     poses = pingpong(np.flatnonzero(valid), count)
@@ -147,7 +150,9 @@ def drive_with_audio(
     viewmats[:, :3, :3] = signals.rotations
     viewmats[:, :3, 3] = signals.translations
     plate = dataset.background() if background is None else background
-    return DrivenClip(fitted, audio, feature_config.sample_rate, signals, poses, viewmats, plate, mouth_scale)
+    return DrivenClip(
+        fitted, audio, feature_config.sample_rate, speech, signals, poses, viewmats, plate, mouth_scale
+    )
 
 
 def render_video(config: RenderConfig) -> RenderResult:

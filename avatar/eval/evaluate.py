@@ -13,6 +13,7 @@ import torch
 import tyro
 from tqdm.auto import tqdm
 
+from avatar.audio.phones import AlignedSpeech
 from avatar.core.atomic import check_writable
 from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
@@ -20,10 +21,9 @@ from avatar.core.records import Record
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import FittedHead, load_fitted
 from avatar.drive.video import drive_with_audio
-from avatar.eval.lip_sync import AlignedSpeech, LipSyncSummary, align_speech, lip_sync_plot, score, summarize
+from avatar.eval.lip_sync import LipSyncSummary, lip_sync_plot, score, summarize
 from avatar.eval.plots import line_plot_png, side_by_side
 from avatar.face.regions import mouth_region
-from avatar.media.audio_io import load_audio
 from avatar.media.video_writer import VideoWriter
 from avatar.metrics.image import psnr_from_mse, ssim
 from avatar.metrics.landmarks import FaceMeshRunner, MouthMetrics, mouth_opening
@@ -160,8 +160,7 @@ def _capture_reference(fitted: FittedHead) -> tuple[AlignedSpeech, np.ndarray, L
     """The capture's phones, its real mouth opening over all frames (measured as the rendered ones are; NaN
     where untracked) and their lip-sync score: the level of the person's own video."""
     dataset = fitted.dataset
-    rate = dataset.audio_sample_rate
-    speech = align_speech(load_audio(dataset.layout.audio, rate), rate)
+    speech = dataset.speech
     real = np.full(dataset.num_frames, np.nan)
     with FaceMeshRunner() as runner:
         for index in np.flatnonzero(dataset.tracking.valid):
@@ -287,7 +286,7 @@ def _evaluate_driven(
             if points is not None:
                 opening[i] = mouth_opening(points)
             video.write(frame)
-    speech = align_speech(clip.audio, clip.sample_rate)
+    speech = clip.speech
     driven = score(opening, speech, fps)
     _, capture_real, reference = _capture_reference(fitted)
     if driven is not None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from avatar.audio.phones import PhoneSegment, align_phones
-from avatar.core.errors import AvatarError
+from avatar.audio.phones import AlignedSpeech
 from avatar.eval.plots import line_plot_png
 from avatar.metrics.lipsync import LipSyncScore, lip_sync_score, spread_ratio
 
@@ -41,29 +40,6 @@ def summarize(score: LipSyncScore, real_opening: np.ndarray | None = None) -> Li
         mouth_spread=finite(score.mouth_spread),
         spread_ratio=ratio,
     )
-
-
-@dataclass(frozen=True)
-class AlignedSpeech:
-    """The phones of a clip's audio, or why there are none."""
-
-    phones: tuple[PhoneSegment, ...] | None
-    note: str | None
-
-    def from_frame(self, frame: int, fps: float) -> tuple[PhoneSegment, ...]:
-        """The phones with times counted from the start of video frame `frame`."""
-        offset = frame / fps
-        return tuple(
-            replace(p, start_s=p.start_s - offset, end_s=p.end_s - offset) for p in self.phones or ()
-        )
-
-
-def align_speech(audio: np.ndarray, sample_rate: int) -> AlignedSpeech:
-    """Audio that pocketsphinx cannot align is reported in `note`, not raised: the other metrics still count."""
-    try:
-        return AlignedSpeech(tuple(align_phones(audio, sample_rate)), None)
-    except AvatarError as error:
-        return AlignedSpeech(None, str(error))
 
 
 def score(

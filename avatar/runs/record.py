@@ -12,12 +12,12 @@ import torch
 from avatar.audio.driving import driving_features
 from avatar.audio.features import AudioFeatureConfig
 from avatar.audio.normalization import AudioNormalization
+from avatar.audio.phones import AlignedSpeech
 from avatar.audio.sync import shift_frames
 from avatar.core.records import Record
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
 from avatar.data.manifest import AudioFeaturesLayout, FileFingerprint
-from avatar.media.audio_io import load_audio
 from avatar.model.talking_head import ClipSignals
 from avatar.runs.settings import FitConfig, TrainSettings
 
@@ -50,19 +50,13 @@ class RunRecord(AudioFeaturesLayout, Record):
     def K_window(self) -> np.ndarray:
         return np.asarray(self.intrinsics_window, dtype=np.float64)
 
-    def capture_signals(self, dataset: Dataset, *, phones: bool) -> ClipSignals:
+    def capture_signals(self, dataset: Dataset, *, speech: AlignedSpeech | None) -> ClipSignals:
         """The capture's driving signals as this run was trained on them: its audio's driving features (with
-        its phones when `phones`, see avatar/audio/driving.py) shifted to line up with its mouth, its eye
-        openness and poses."""
+        the phones of `speech`, `dataset.speech`, unless None; see avatar/audio/driving.py) shifted to line up
+        with its mouth, its eye openness and poses."""
         tracking = dataset.tracking
-        config = self.audio_features
         audio = driving_features(
-            load_audio(dataset.layout.audio, config.sample_rate),
-            dataset.audio_features(),
-            self.fps,
-            config,
-            self.audio_normalization,
-            phones=phones,
+            dataset.audio_features(), self.fps, self.audio_features, self.audio_normalization, speech=speech
         )
         audio = torch.from_numpy(shift_frames(audio, self.audio_offset_frames))
         return ClipSignals(audio, tracking.eye_openness, tracking.rotations, tracking.translations)

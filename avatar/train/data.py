@@ -41,7 +41,7 @@ def prepare_training_data(
         count = min(val_frames, len(split.val))
         rows = np.linspace(0, len(split.val) - 1, count).round().astype(int)
         val = TrainingFrames(dataset, split.val[rows], run.window, run.resolution, progress=False)
-    signals = run.capture_signals(dataset, phones=phones)
+    signals = run.capture_signals(dataset, speech=dataset.speech if phones else None)
     tracking = dataset.tracking
     displacements = landmark_displacements(
         tracking.landmarks,
