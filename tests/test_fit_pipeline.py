@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -21,10 +22,13 @@ import torch
 from avatar.cli import main
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
+from avatar.drive.blinks import eye_levels
+from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import load_fitted
-from avatar.drive.video import RenderConfig, render_video
+from avatar.drive.video import RenderConfig, drive_with_audio, render_video
 from avatar.eval.evaluate import EvalMetrics
-from avatar.face.measures import mouth_openness
+from avatar.face.landmarks import UPPER_EYELIDS
+from avatar.face.measures import eye_openness, mouth_openness
 from avatar.face.regions import mouth_region
 from avatar.media.audio_io import save_wav
 from avatar.metrics.landmarks import FaceMeshRunner, mouth_opening
@@ -36,6 +40,7 @@ from avatar.train.trainer import run_fit
 from tests.media import read_frames, write_video
 
 REPO = Path(__file__).resolve().parents[1]
+EYE_CLOSED_PER_OPEN = 0.85  # closed / open rendered lid gap: 0.72 and 0.69 measured (sample, phone_talker)
 
 
 def _held_out_mouth_psnr(run: Path, *, silence: bool) -> float:
@@ -45,11 +50,12 @@ def _held_out_mouth_psnr(run: Path, *, silence: bool) -> float:
     signals = fitted.capture_signals()
     if silence:
         signals = replace(signals, audio=torch.zeros_like(torch.as_tensor(signals.audio)))
+    gain = fitted.articulation_gain(signals, dataset.split.val)  # as `avatar eval` renders them
     viewmats = torch.from_numpy(dataset.tracking.viewmats).float()
     squared, count = 0.0, 0.0
     for index in dataset.split.val.tolist():
         conditions = signals.conditions([index], window=driver.model.window)
-        head = driver.render(conditions, viewmats[index : index + 1])[0]
+        head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
         rendered = fitted.composite(head, index, dataset.background())
         real = dataset.frame(index).astype(np.float32) / 255
         mask = (mouth_region(dataset.tracking.landmarks[index], dataset.size) > 127)[..., None]
@@ -73,6 +79,40 @@ def test_model_follows_audio_on_held_out_frames(sample_runs):
     assert EvalMetrics.read(run / "eval.json") == with_audio
     summary = FitSummary.read(run / "fit_summary.json")
     assert summary.steps == PRESETS["tiny"].total_steps and summary.rasterizer == "torch"
+
+
+def rendered_eye_openness(
+    run: Path, eye_levels_to_render: dict[str, float] | None = None
+) -> dict[str, float]:
+    """The rendered eye openness (face mesh, lid gap / eye width) of the first held-out frame of `run`, its eye
+    signal set to the capture's open and closed levels (or the given ones)."""
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    dataset, driver = fitted.dataset, fitted.driver
+    tracking = dataset.tracking
+    if eye_levels_to_render is None:
+        valid = tracking.valid
+        open_level, closed_level = eye_levels(tracking.eye_openness[valid], tracking.blink[valid])
+        eye_levels_to_render = {"open": open_level, "closed": closed_level}
+    frame = int(dataset.split.val[0])
+    conditions = fitted.capture_signals().conditions([frame], window=driver.model.window)
+    viewmat = torch.from_numpy(tracking.viewmats[frame : frame + 1]).float()
+    measured = {}
+    with FaceMeshRunner() as runner:
+        for name, level in eye_levels_to_render.items():
+            head = driver.render(replace(conditions, eye=torch.tensor([level])), viewmat)[0]
+            points = runner.landmarks(to_uint8(fitted.composite(head, frame, dataset.background())))
+            measured[name] = math.nan if points is None else float(eye_openness(points))
+    return measured
+
+
+@pytest.mark.slow
+def test_the_rendered_eyes_close_when_the_eye_signal_does(sample_runs):
+    run, _ = sample_runs["audio"]
+    rig = load_fitted(run, device="cpu", backend="torch").driver.model.deformation.eyelids
+    upper_lids_down = rig.slopes[: len(UPPER_EYELIDS), 1]  # metres of +y (down) per unit of eye openness
+    assert float(upper_lids_down.mean()) < -0.002, rig.slopes  # the lids close with the signal
+    measured = rendered_eye_openness(run)
+    assert measured["closed"] < EYE_CLOSED_PER_OPEN * measured["open"], measured
 
 
 def _mouth_openings(video: Path) -> np.ndarray:
@@ -210,3 +250,7 @@ def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sa
         assert np.nanmax(openings[scale][closures]) < closed + 0.3 * (wide - closed)
     with pytest.raises(AvatarError, match="--mouth-scale"):
         render_video(RenderConfig(run=run, audio=speech, out=tmp_path / "x.mp4", mouth_scale=-1.0))
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    matched = drive_with_audio(fitted, speech)
+    assert matched.articulation_gain != 1.0  # 3 s of new speech, measured and matched to the capture
+    assert drive_with_audio(fitted, speech, match_amplitude=False).articulation_gain == 1.0

@@ -6,6 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.landmark_motion import (
+    eyelid_rig,
     landmark_displacements,
     mouth_motion_targets,
     rest_motion,
@@ -75,3 +76,23 @@ def test_rest_motion_is_the_mouth_in_the_quietest_frames():
     rest = rest_motion(targets, loudness, np.arange(0, 100, 2))
     assert rest.shape == (2, 3)
     assert rest[0, 1] < -0.0035 and rest[1, 1] == 0.0
+
+
+def test_eyelid_rig_is_the_line_of_the_lids_motion_in_the_eye_openness():
+    rng = np.random.default_rng(3)
+    eye = np.clip(0.9 + 0.05 * rng.normal(size=300), 0, None)
+    eye[40:44] = eye[150:154] = [0.5, 0.1, 0.1, 0.5]  # two blinks
+    slopes = np.zeros((4, 3))
+    slopes[:2, 1] = -0.008  # the upper lids go down (+y) 8 mm as the eye closes by 1
+    targets = (eye - eye.mean())[:, None, None] * slopes + 0.0002 * rng.normal(size=(300, 4, 3))
+    targets[7] = np.nan  # an untracked frame is left out
+    frames = np.arange(300)
+    rig = eyelid_rig(np.zeros((4, 3)), targets, eye, frames)
+    np.testing.assert_allclose(rig.slopes.numpy(), slopes, atol=3e-4)
+    assert abs(rig.centre - np.delete(eye, 7).mean()) < 1e-9
+    closed = rig.motion(torch.tensor([rig.centre, 0.1]))
+    assert closed.shape == (2, 4, 3)
+    assert closed[0].abs().max() == 0.0  # at the centre the lids are where the canonical head has them
+    assert 0.005 < float(closed[1, 0, 1]) < 0.008  # a closed eye: the upper lid down by ~6 mm
+    still = eyelid_rig(np.zeros((4, 3)), targets, np.full(300, 0.9), frames)  # no blinks: nothing to fit
+    assert still.slopes.abs().max() == 0.0

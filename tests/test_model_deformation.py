@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -328,3 +330,27 @@ def test_mouth_motion_from_audio_moves_the_gaussians_near_the_mouth_anchors():
     torch.testing.assert_close(field.state_dict()["mouth_anchors"], anchors)
     with pytest.raises(ValueError, match="mouth_anchors"):
         make_field(means, mouth_anchors=torch.zeros(3, 3))
+
+
+def test_the_eye_signal_moves_the_gaussians_near_the_lids_by_the_rig():
+    from avatar.face.landmarks import EYELIDS, UPPER_EYELIDS
+    from avatar.model.landmark_motion import EyelidRig
+
+    torch.manual_seed(7)
+    anchors = torch.rand(len(EYELIDS), 3) * 0.03
+    slopes = torch.zeros(len(EYELIDS), 3)
+    slopes[: len(UPPER_EYELIDS), 1] = -0.008
+    means = torch.cat([anchors[:3], anchors[-3:], torch.full((4, 3), 0.2)])  # upper lid, lower lid, far
+    field = make_field(means, eyelids=EyelidRig(anchors, slopes, 0.9))
+    conditions = replace(make_conditions(2, seed=3), eye=torch.tensor([0.9, 0.1]))
+    with torch.no_grad():
+        deltas, _ = field(means, conditions)
+    assert deltas.d_means[0].abs().max() == 0.0  # eyes at their mean openness: nothing moves
+    assert float(deltas.d_means[1, :3, 1].min()) > 0.002  # closed: the upper lid comes down
+    assert deltas.d_means[1, 6:].abs().max() == 0.0  # the rest of the head stays
+    restored = make_field(means)
+    restored.load_state_dict(field.state_dict())
+    torch.testing.assert_close(restored.eyelids.slopes, slopes)
+    assert float(restored.eyelids.centre) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="eyelid rig"):
+        make_field(means, eyelids=EyelidRig(anchors[:3], slopes[:3], 0.9))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,16 @@ from torch import Tensor
 
 from avatar.audio.driving import driving_features
 from avatar.audio.phones import AlignedSpeech
+from avatar.audio.sync import speech_loudness
 from avatar.core.backends import DeviceName, RasterizerName, resolve_device
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
+from avatar.drive.articulation import ArticulationLevel, articulation_gain, capture_level
 from avatar.drive.compositor import head_over, torso_over_background
+from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.deformation import FrameConditions
+from avatar.model.landmark_motion import rest_motion, tracked_motion
 from avatar.model.talking_head import ClipSignals, TalkingHead
 from avatar.render.rasterize import render_gaussians
 from avatar.runs.record import RunRecord
@@ -97,6 +102,22 @@ class FittedHead:
             record.audio_features,
             record.audio_normalization,
             speech=speech if self.hears_phones else None,
+        )
+
+    @cached_property
+    def articulation_level(self) -> ArticulationLevel:
+        """The capture's articulation amplitude, which driven clips are matched to (avatar/drive/articulation.py)."""
+        tracking, train = self.dataset.tracking, self.dataset.split.train
+        tracked = tracked_motion(tracking, MOUTH_AND_JAW)
+        log_mel = np.asarray(self.record.capture_signals(self.dataset, speech=None).audio)
+        loudness = speech_loudness(log_mel[..., : self.record.audio_features.n_mels])
+        return capture_level(tracked, rest_motion(tracked, loudness, train), loudness, train)
+
+    def articulation_gain(self, signals: ClipSignals, frames: np.ndarray | None = None) -> float:
+        """The mouth scale that matches the articulation of `signals` (its `frames`, default all) to the
+        capture's."""
+        return articulation_gain(
+            self.driver.model, signals, self.articulation_level, self.dataset.fps, frames
         )
 
     def capture_signals(self) -> ClipSignals:

@@ -44,6 +44,9 @@ class RenderConfig:
     """Turn the head by this angle about its vertical axis (a new viewpoint)."""
     mouth_scale: float = 1.0
     """Scale the articulation: 0.5 for softer speech, 1.5 for louder; closures stay closed."""
+    match_amplitude: bool = True
+    """Bring the driving audio's articulation to the amplitude of the capture's (the mouth of unheard speech
+    moves as much as the person's); --no-match-amplitude renders the model's prediction as it is."""
     blink: BlinkMode = "capture"
     """Eyes: the capture's own blinks (looped with its poses), none, or natural periodic blinks (3-5 s)."""
     dataset: Path | None = None
@@ -94,7 +97,8 @@ class DrivenClip:
     poses: np.ndarray  # [count] the capture frame whose pose, torso and background each frame shows
     viewmats: np.ndarray  # [count, 4, 4]
     background: np.ndarray  # [S, S, 3] uint8
-    mouth_scale: float = 1.0
+    mouth_scale: float = 1.0  # the user's, times `articulation_gain` when rendered
+    articulation_gain: float = 1.0  # brings the clip's articulation to the capture's (drive/articulation.py)
 
     @property
     def count(self) -> int:
@@ -106,7 +110,8 @@ class DrivenClip:
         for i in tqdm(range(self.count), desc="render", unit="frame", disable=not progress, leave=False):
             conditions = self.signals.conditions([i], window=driver.model.window, device=driver.device)
             viewmat = torch.from_numpy(self.viewmats[i : i + 1])
-            head = driver.render(conditions, viewmat, mouth_scale=self.mouth_scale)[0]
+            scale = self.mouth_scale * self.articulation_gain
+            head = driver.render(conditions, viewmat, mouth_scale=scale)[0]
             yield to_uint8(self.fitted.composite(head, int(self.poses[i]), self.background))
 
 
@@ -116,6 +121,7 @@ def drive_with_audio(
     *,
     yaw_deg: float = 0.0,
     mouth_scale: float = 1.0,
+    match_amplitude: bool = True,
     blink: BlinkMode = "capture",
     background: np.ndarray | None = None,
 ) -> DrivenClip:
@@ -150,8 +156,9 @@ def drive_with_audio(
     viewmats[:, :3, :3] = signals.rotations
     viewmats[:, :3, 3] = signals.translations
     plate = dataset.background() if background is None else background
+    gain = fitted.articulation_gain(signals) if match_amplitude else 1.0
     return DrivenClip(
-        fitted, audio, feature_config.sample_rate, speech, signals, poses, viewmats, plate, mouth_scale
+        fitted, audio, feature_config.sample_rate, speech, signals, poses, viewmats, plate, mouth_scale, gain
     )
 
 
@@ -166,6 +173,7 @@ def render_video(config: RenderConfig) -> RenderResult:
         config.audio,
         yaw_deg=config.yaw_deg,
         mouth_scale=config.mouth_scale,
+        match_amplitude=config.match_amplitude,
         blink=config.blink,
         background=background,
     )

@@ -74,7 +74,7 @@ class EvalMetrics(Record):
     """`avatar eval`'s measurements on the held-out frames (written to --json)."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     frames: int
     psnr: float  # dB, whole composited frame
@@ -85,6 +85,7 @@ class EvalMetrics(Record):
     lmd_px: float  # lip landmark distance (avatar.metrics.landmarks)
     mouth_open_correlation: float  # Pearson r of the real and rendered mouth opening
     eye_open_correlation: float  # Pearson r of the real and rendered eye openness: do the blinks render?
+    articulation_gain: float  # the mouth scale that matched the held-out audio's motion to the capture's
     frames_without_face: int  # rendered frames the face mesh finds no face in
     render_fps: float
     render_resolution: int
@@ -105,13 +106,14 @@ class DrivenEvalMetrics(Record):
     """`avatar eval --audio`: the avatar driven by new speech, its lip sync against that speech's phones."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval-driven"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     audio: Path
     frames: int
     lip_sync: LipSyncSummary | None  # spread_ratio: against the capture's real mouth
     lip_sync_reference: LipSyncSummary | None  # the capture's own video against its own audio
     lip_sync_note: str | None
+    articulation_gain: float  # the mouth scale that matched the audio's articulation to the capture's
     frames_without_face: int
     video: Path
     plot: Path
@@ -181,6 +183,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
     if len(held_out) == 0:
         raise AvatarError("the dataset holds out no frames", path=dataset.root, fix="Capture a longer video")
     signals = fitted.capture_signals()  # the held-out frames' own audio, lined up with their mouths
+    gain = fitted.articulation_gain(signals, held_out)  # as `avatar render` drives any audio
     viewmats = torch.from_numpy(tracking.viewmats).float()
     background = dataset.background()
     errors = _ErrorSums()
@@ -193,7 +196,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
             index = int(index)
             conditions = signals.conditions([index], window=driver.model.window, device=driver.device)
             start = time.perf_counter()
-            head = driver.render(conditions, viewmats[index : index + 1])[0]
+            head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
             if driver.device.type == "cuda":
                 torch.cuda.synchronize()
             render_seconds += time.perf_counter() - start
@@ -228,6 +231,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
         lmd_px=lips.lmd_px,
         mouth_open_correlation=lips.mouth_open_correlation,
         eye_open_correlation=lips.eye_open_correlation,
+        articulation_gain=gain,
         frames_without_face=lips.frames_without_face,
         render_fps=len(held_out) / render_seconds if render_seconds > 0 else math.nan,
         render_resolution=driver.resolution,
@@ -297,6 +301,7 @@ def _evaluate_driven(
         lip_sync=None if driven is None else summarize(driven, capture_real),
         lip_sync_reference=reference,
         lip_sync_note=speech.note,
+        articulation_gain=clip.articulation_gain,
         frames_without_face=missing,
         video=video_path,
         plot=lip_plot_path,

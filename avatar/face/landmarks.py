@@ -15,6 +15,10 @@ OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 LIP_INNER_TOP, LIP_INNER_BOTTOM, MOUTH_CORNER_A, MOUTH_CORNER_B = 13, 14, 78, 308
 EYES = ((159, 145, 33, 133), (386, 374, 362, 263))  # upper lid, lower lid, corner, corner
+# The lid contours of both eyes between the corners (upper, then lower): they move when the eyes blink.
+UPPER_EYELIDS = (246, 161, 160, 159, 158, 157, 173, 466, 388, 387, 386, 385, 384, 398)
+LOWER_EYELIDS = (7, 163, 144, 145, 153, 154, 155, 249, 390, 373, 374, 380, 381, 382)
+EYELIDS = UPPER_EYELIDS + LOWER_EYELIDS
 
 # mediapipe's FACEMESH_LIPS, each contour in order around the mouth starting at the image-left corner: the
 # landmarks the lip-sync distance (LMD) compares.

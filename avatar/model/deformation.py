@@ -13,7 +13,8 @@ For N canonical Gaussians and a batch of B frames:
     SpatialAudioAttention(queries, tokens [B, 4, Dc]) -> [B, N, hidden], weights [B, N, heads, 4]
     head: LeakyReLU(attention + W queries) -> Linear -> LeakyReLU -> Linear (zero-initialised) -> [B, N, 14]
     the mouth motion is also carried to the Gaussians near its landmarks (`skin_offsets`) and added to the
-    position offsets
+    position offsets; so is the eyelids' motion, a line in the eye openness measured from the tracking
+    (`EyelidRig`), so that the rendered lids close when the eye signal does
 
 The head's first layer sees the attention output and the Gaussian's own features (a concatenation followed by
 one linear layer, computed as a sum so the [N, Dq] part is done once for all B). Its last layer starts at
@@ -26,7 +27,8 @@ learned from tracking, articulation -> appearance (the lips and what shows betwe
 from pixels. The render's gradients stop at the motion, and a training frame may be rendered with its
 tracked motion in place of the predicted one (`FrameConditions.motion`), so the appearance is learned from
 true mouth shapes; new audio then only has to produce a plausible motion, not a token like the capture's.
-The landmarks (`mouth_anchors`, [J, 3] in the canonical head) are a buffer, stored in checkpoints.
+The landmarks (`mouth_anchors`, [J, 3] in the canonical head) and the eyelid rig (`eyelid_anchors`,
+`eyelid_slopes` [K, 3], `eye_centre`) are buffers, stored in checkpoints.
 
 Canonical means reach the field detached: positions are optimised by the rendering loss through the
 Gaussians themselves, not through the hash grid's (noisy) spatial gradient.
@@ -41,12 +43,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avatar.audio.driving import PHONE_CLASSES
-from avatar.face.landmarks import MOUTH_AND_JAW
+from avatar.face.landmarks import EYELIDS, MOUTH_AND_JAW
 from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
 from avatar.model.encoding.hash_grid import HashGridConfig
 from avatar.model.encoding.select import make_hash_grid
 from avatar.model.gaussians import GaussianSet
-from avatar.model.landmark_motion import skin_offsets
+from avatar.model.landmark_motion import EyelidRig, skin_offsets
 from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
 NUM_OUTPUTS = 14  # means 3, quats 4, log scales 3, opacity 1, colour 3
@@ -80,6 +82,7 @@ class DeformationConfig:
     color_offset_scale: float = 1.0  # logit units per unit output
     mouth_motion_scale: float = 0.005  # metres per unit output of the mouth-motion head
     mouth_skinning_sigma: float = 0.006  # metres: reach of a landmark's motion (`skin_offsets`)
+    eyelid_skinning_sigma: float = 0.004  # metres: reach of a lid landmark's motion (lids ~10 mm apart)
     n_mels: int = 80  # log-mel bands of the audio windows
     phone_classes: int = PHONE_CLASSES  # phone channels after them (avatar/audio/driving.py); 0: none
 
@@ -234,6 +237,7 @@ class DeformationField(nn.Module):
         bounds_max: Tensor,
         *,
         mouth_anchors: Tensor | None = None,
+        eyelids: EyelidRig | None = None,
         audio_enabled: bool = True,
         hash_grid_backend: str = "auto",
         device: torch.device | str | None = None,
@@ -254,6 +258,16 @@ class DeformationField(nn.Module):
                 f"mouth_anchors must be [{len(MOUTH_AND_JAW)}, 3], got {list(mouth_anchors.shape)}"
             )
         self.register_buffer("mouth_anchors", torch.as_tensor(mouth_anchors, dtype=torch.float32).clone())
+        if eyelids is None:  # placeholders for `load_state_dict`; zero slopes: lids that never move
+            eyelids = EyelidRig(torch.zeros(len(EYELIDS), 3), torch.zeros(len(EYELIDS), 3), 1.0)
+        if eyelids.anchors.shape != (len(EYELIDS), 3) or eyelids.slopes.shape != (len(EYELIDS), 3):
+            raise ValueError(
+                f"the eyelid rig must be [{len(EYELIDS)}, 3], got {list(eyelids.anchors.shape)} "
+                f"and {list(eyelids.slopes.shape)}"
+            )
+        self.register_buffer("eyelid_anchors", eyelids.anchors.float().clone())
+        self.register_buffer("eyelid_slopes", eyelids.slopes.float().clone())
+        self.register_buffer("eye_centre", torch.tensor(float(eyelids.centre)))
         device = torch.device(device) if device is not None else bounds_min.device
         self.hash_grid = make_hash_grid(config.hash_grid, hash_grid_backend, device=device)
         self.query_mlp = _mlp([config.hash_grid.n_output_dims, config.feature_width, config.feature_width])
@@ -307,6 +321,10 @@ class DeformationField(nn.Module):
         motion = self.mouth_motion_head(audio_token) * self.config.mouth_motion_scale
         return motion.view(audio_token.shape[0], len(MOUTH_AND_JAW), 3)
 
+    @property
+    def eyelids(self) -> EyelidRig:
+        return EyelidRig(self.eyelid_anchors, self.eyelid_slopes, self.eye_centre)  # the buffers: no sync
+
     def articulation(self, conditions: FrameConditions) -> Tensor:
         """-> [B, J, 3] the mouth motion to render: `conditions.motion` when given, else the audio's prediction
         (detached: the render does not train the audio path)."""
@@ -351,11 +369,13 @@ class DeformationField(nn.Module):
         hidden = F.leaky_relu(attended + self.query_to_hidden(queries), LEAKY_SLOPE)
         outputs = self.head(hidden) * self.output_scales  # [B, N, 14]
         d_means, d_quats, d_log_scales, d_opacity, d_colors = outputs.split([3, 4, 3, 1, 3], dim=-1)
-        mouth = skin_offsets(
-            canonical_means.detach(), self.mouth_anchors, motion, self.config.mouth_skinning_sigma
+        means = canonical_means.detach()
+        mouth = skin_offsets(means, self.mouth_anchors, motion, self.config.mouth_skinning_sigma)
+        lids = skin_offsets(
+            means, self.eyelid_anchors, self.eyelids.motion(conditions.eye), self.config.eyelid_skinning_sigma
         )
         deltas = Deltas(
-            d_means=d_means + mouth,
+            d_means=d_means + mouth + lids,
             d_quats=d_quats,
             d_log_scales=d_log_scales,
             d_opacity_logits=d_opacity.squeeze(-1),

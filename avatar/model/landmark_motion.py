@@ -1,4 +1,5 @@
-"""Mouth and jaw motion: tracked from the landmarks, predicted from audio, carried to the Gaussians around them.
+"""Mouth, jaw and eyelid motion: tracked from the landmarks, predicted from audio (mouth) or from the eye
+openness (lids), carried to the Gaussians around them.
 
 Photometric losses on a low-resolution head barely pull the lips apart, and a network that must discover lip
 motion from them alone learns too little from a few minutes of video. So the fit also learns the motion
@@ -15,9 +16,17 @@ plane only: the face mesh's own depth is too noisy),
 minus its moving average over `drift_frames` (`mouth_motion_targets`, 10 s at 25 fps): what remains is
 articulation, not the slow drift of pose-fitting residuals that audio cannot predict. The window is long on
 purpose: a pause of a few seconds must stay a closed mouth, not become the average.
+
+Eyelids: a blink is a few pixels of a low-resolution head in a few frames of a clip, too little for the
+photometric loss to teach the eye token to close the eyes. The lids' tracked motion is nearly a linear
+function of the eye openness (r ~ -0.9 for the upper lids' middle points on real clips), so the fit measures
+that line once (`eyelid_rig`: the least-squares slope of each lid landmark's motion against the openness) and
+every frame moves the lid landmarks by (openness - the clip's mean openness) x slope.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,7 +34,10 @@ from scipy.ndimage import uniform_filter1d
 from torch import Tensor
 
 from avatar.core.pinhole import project
+from avatar.data.dataset import Tracking
 from avatar.face.landmarks import MOUTH_AND_JAW
+
+MIN_EYE_STD = 0.02  # eye openness varying less than this over the training frames: no blinks to fit lids to
 
 
 def landmark_displacements(
@@ -56,6 +68,20 @@ def landmark_displacements(
     return np.einsum("fji,fkj->fki", rotations, shift_camera).astype(np.float32)  # R^T shift
 
 
+def tracked_motion(tracking: Tracking, indices: tuple[int, ...]) -> np.ndarray:
+    """[F, J, 3] the articulation of landmarks `indices` in every frame of a capture: `mouth_motion_targets` of
+    their `landmark_displacements`, head frame, metres."""
+    displacements = landmark_displacements(
+        tracking.landmarks,
+        tracking.rotations,
+        tracking.translations,
+        tracking.intrinsics,
+        tracking.canonical_landmarks,
+        indices,
+    )
+    return mouth_motion_targets(displacements)
+
+
 def mouth_motion_targets(displacements: np.ndarray, drift_frames: int = 251) -> np.ndarray:
     """[F, J, 3] -> [F, J, 3]: the displacements minus their centred moving average over `drift_frames`."""
     drift = uniform_filter1d(displacements.astype(np.float64), drift_frames, axis=0, mode="nearest")
@@ -80,6 +106,48 @@ def rest_motion(
     frames = np.asarray(frames)
     quiet = frames[loudness[frames] <= np.quantile(loudness[frames], quantile)]
     return targets[quiet].mean(axis=0)
+
+
+@dataclass(frozen=True)
+class EyelidRig:
+    """How the lid landmarks move with the eye openness: motion = (eye - centre) x slopes."""
+
+    anchors: Tensor  # [K, 3] the `EYELIDS` landmarks in the canonical head, metres
+    slopes: Tensor  # [K, 3] metres per unit of eye openness, head frame
+    centre: float | Tensor  # the eye openness at which the lids are where the canonical head has them ([])
+
+    def motion(self, eye: Tensor) -> Tensor:
+        """eye [B] -> [B, K, 3] the lid landmarks' motion."""
+        return (eye.float() - self.centre)[:, None, None] * self.slopes
+
+
+def eyelid_rig(
+    canonical_lids: np.ndarray, lid_targets: np.ndarray, eye: np.ndarray, frames: np.ndarray
+) -> EyelidRig:
+    """The least-squares line of each lid landmark's tracked motion against the eye openness over `frames`
+    (the training frames); zero slopes when the openness barely varies there (no blinks to learn from).
+
+    Args:
+        canonical_lids: np.ndarray  # [K, 3] the lid landmarks of the canonical face
+        lid_targets: np.ndarray  # [F, K, 3] their motion, `mouth_motion_targets` of their displacements
+        eye: np.ndarray  # [F] eye openness (1 the clip's usual open eye, 0 closed)
+        frames: np.ndarray  # [T] frame indices to fit on
+    """
+    openness = np.asarray(eye, np.float64)[frames]
+    motion = np.asarray(lid_targets, np.float64)[frames]
+    valid = np.isfinite(openness) & np.isfinite(motion).all(axis=(1, 2))
+    openness, motion = openness[valid], motion[valid]
+    centre = float(openness.mean()) if len(openness) else 1.0
+    deviation = openness - centre
+    if len(openness) < 2 or deviation.std() < MIN_EYE_STD:
+        slopes = np.zeros(canonical_lids.shape)
+    else:
+        slopes = np.einsum("f,fkc->kc", deviation, motion - motion.mean(axis=0)) / (deviation @ deviation)
+    return EyelidRig(
+        anchors=torch.as_tensor(canonical_lids, dtype=torch.float32),
+        slopes=torch.as_tensor(slopes, dtype=torch.float32),
+        centre=centre,
+    )
 
 
 def skin_offsets(canonical_means: Tensor, anchors: Tensor, motion: Tensor, sigma: float) -> Tensor:

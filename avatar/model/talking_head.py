@@ -23,8 +23,9 @@ from avatar.model.deformation import (
     padded_bounds,
 )
 from avatar.model.gaussians import CanonicalGaussians, GaussianSet
+from avatar.model.landmark_motion import EyelidRig
 
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 
 
 class TalkingHead(nn.Module):
@@ -35,6 +36,8 @@ class TalkingHead(nn.Module):
         config: the deformation field's sizes
         mouth_anchors: [J, 3] the `MOUTH_AND_JAW` landmarks of the canonical face (`DeformationField`); default zeros,
             e.g. for a module whose state dict is loaded next
+        eyelids: how the lids move with the eye openness (`avatar.model.landmark_motion.eyelid_rig`); default
+            lids that never move, e.g. for a module whose state dict is loaded next
         audio_enabled: False zeroes the audio token (the no-audio ablation)
         bounds: the deformation's hash-grid box ([3], [3]); default `padded_bounds` of the Gaussians' means
         hash_grid_backend: "auto", "torch", "cuda" or "tcnn" (see `avatar.model.encoding.select.make_hash_grid`; "auto":
@@ -50,6 +53,7 @@ class TalkingHead(nn.Module):
         config: DeformationConfig,
         *,
         mouth_anchors: Tensor | None = None,
+        eyelids: EyelidRig | None = None,
         audio_enabled: bool = True,
         bounds: tuple[Tensor, Tensor] | None = None,
         hash_grid_backend: str = "auto",
@@ -67,6 +71,7 @@ class TalkingHead(nn.Module):
             bounds[0],
             bounds[1],
             mouth_anchors=mouth_anchors,
+            eyelids=eyelids,
             audio_enabled=audio_enabled,
             hash_grid_backend=hash_grid_backend,
             device=device,

@@ -10,7 +10,8 @@ from torch import Tensor
 
 from avatar.audio.sync import speech_loudness
 from avatar.data.dataset import Dataset
-from avatar.model.landmark_motion import landmark_displacements, mouth_motion_targets, rest_motion
+from avatar.face.landmarks import MOUTH_AND_JAW
+from avatar.model.landmark_motion import rest_motion, tracked_motion
 from avatar.model.talking_head import ClipSignals
 from avatar.runs.record import RunRecord
 from avatar.train.frames import TrainingFrames
@@ -42,15 +43,7 @@ def prepare_training_data(
         rows = np.linspace(0, len(split.val) - 1, count).round().astype(int)
         val = TrainingFrames(dataset, split.val[rows], run.window, run.resolution, progress=False)
     signals = run.capture_signals(dataset, speech=dataset.speech if phones else None)
-    tracking = dataset.tracking
-    displacements = landmark_displacements(
-        tracking.landmarks,
-        tracking.rotations,
-        tracking.translations,
-        tracking.intrinsics,
-        tracking.canonical_landmarks,
-    )
-    targets = mouth_motion_targets(displacements)
+    targets = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
     log_mel = np.asarray(signals.audio)[..., : run.audio_features.n_mels]
     rest = rest_motion(targets, speech_loudness(log_mel), frames.indices)
     return TrainingData(
