@@ -234,7 +234,15 @@ def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sa
     openings = {}
     for scale in (0.5, 1.0, 1.5):
         out = tmp_path / f"scale_{scale}.mp4"
-        config = RenderConfig(run=run, audio=speech, out=out, mouth_scale=scale, blink="none", progress=False)
+        config = RenderConfig(  # the scale alone: matching the amplitude multiplies it (the same mechanism)
+            run=run,
+            audio=speech,
+            out=out,
+            mouth_scale=scale,
+            match_amplitude=False,
+            blink="none",
+            progress=False,
+        )
         render_video(config)
         openings[scale] = _mouth_openings(out)
     spread = {scale: np.nanstd(values) for scale, values in openings.items()}

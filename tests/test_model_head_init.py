@@ -5,14 +5,12 @@ import pytest
 import torch
 
 from avatar.core.errors import AvatarError
-from avatar.face.landmarks import OUTER_LIPS
 from avatar.model.head_init import (
     INITIAL_COLOR,
     INITIAL_OPACITY,
     _part_counts,
     colors_from_frame,
     init_head_gaussians,
-    mouth_interior_rows,
 )
 
 # A synthetic face with the proportions of a capture's canonical landmarks (head frame, metres): an elliptic
@@ -93,24 +91,6 @@ def test_generic_samples_do_not_float_in_front_of_the_face(head):
     inside = (x / FACE_HALF_WIDTH) ** 2 + ((y - FACE_CENTRE_Y) / FACE_HALF_HEIGHT) ** 2 < 0.75
     # the face's own triangulation is within a few mm of the analytic surface
     assert (z[inside] > face_surface_z(x[inside], y[inside]) + 0.002).all()
-
-
-def test_the_mouth_interior_lies_behind_the_lips(landmarks):
-    with_lips = landmarks.copy()
-    angle = np.linspace(0, 2 * np.pi, len(OUTER_LIPS), endpoint=False)
-    x, y = 0.025 * np.cos(angle), 0.085 + 0.01 * np.sin(angle)  # lips 50 mm wide, 20 mm high
-    with_lips[list(OUTER_LIPS)] = np.stack([x, y, face_surface_z(x, y)], axis=1)
-    gaussians = init_head_gaussians(with_lips, 6000, seed=1)
-    rows = mouth_interior_rows(6000)
-    assert rows.stop - rows.start == _part_counts(6000)["mouth"] == 120
-    mouth = gaussians.means.detach().numpy()[rows]
-    x, y, z = mouth.T
-    assert (((x / 0.025) ** 2 + ((y - 0.085) / 0.01) ** 2) < 0.8**2 + 1e-6).all()  # inside the shrunk contour
-    depth = z - face_surface_z(x, y)
-    assert (
-        depth.min() > 0.002 and depth.max() < 0.016
-    )  # 4 to 14 mm behind the face (its triangulation +-2 mm)
-    assert x.std() > 0.008 and y.std() > 0.003  # spread over the mouth, not in one spot
 
 
 def test_initial_scales_opacity_and_colour(head):

@@ -5,7 +5,7 @@ filled with a generic shape scaled to the landmarks' bounding box in the head fr
 right, y down, z into the head; see capture/head_pose.py). With the box's width Wf (x, ~0.14 m), height Hf
 (y, hairline to chin, ~0.16 m), top y0, front z0 and back z1 (nose tip and cheek sides):
 
-- face (43 % of the Gaussians): the landmarks themselves, then area-weighted samples on the triangles of a
+- face (45 % of the Gaussians): the landmarks themselves, then area-weighted samples on the triangles of a
   Delaunay triangulation of the landmarks seen from the front (x, y), jittered +-1.5 mm along the triangle's
   normal; triangles whose longest edge exceeds 3 x the median longest edge (across the face's concave
   outline) are dropped.
@@ -18,14 +18,10 @@ right, y down, z into the head; see capture/head_pose.py). With the box's width 
 - neck (10 %): the side (radii 0.9 to 1) of a vertical cylinder of radius 0.4 Wf under the cranium's centre,
   from 0.65 Hf below the hairline to 0.4 Hf below the chin.
 
-- mouth interior (2 %): inside the outer-lip contour (shrunk to 80 % about its centre), 4 to 14 mm behind the
-  face surface, dark (`MOUTH_INTERIOR_COLOR`, set by the fit after the frame's colours): hidden by the lips
-  when the mouth is closed, what shows between them when the mouth motion parts them.
-
 Generic samples inside the cranium (for the ears and neck), in front of the face or less than 10 mm behind it
 (the face as a height field z(x, y) over its triangulation) are discarded and redrawn: the face samples cover
 that region and samples in front of it would float before the face. Rows come in this order: face
-(landmarks first), cranium, left ear, right ear, neck, mouth interior (`mouth_interior_rows`).
+(landmarks first), cranium, left ear, right ear, neck.
 """
 
 from __future__ import annotations
@@ -39,16 +35,13 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.path import Path as MplPath
 from scipy.spatial import Delaunay, cKDTree
 from torch import Tensor
 
 from avatar.core.errors import AvatarError
-from avatar.face.landmarks import OUTER_LIPS
 from avatar.model.gaussians import CanonicalGaussians, inverse_sigmoid
 
-FACE_FRACTION = 0.43
-MOUTH_FRACTION = 0.02
+FACE_FRACTION = 0.45
 CRANIUM_FRACTION = 0.40
 EAR_FRACTION = 0.05  # both ears
 NECK_FRACTION = 0.10
@@ -66,9 +59,6 @@ EAR_HEIGHT_PER_FACE_HEIGHT = 0.42
 NECK_RADIUS_PER_WIDTH = 0.4
 NECK_TOP_PER_FACE_HEIGHT = 0.65
 NECK_BELOW_CHIN_PER_FACE_HEIGHT = 0.4
-MOUTH_CONTOUR_SHRINK = 0.8
-MOUTH_DEPTH_M = (0.004, 0.014)  # behind the face surface
-MOUTH_INTERIOR_COLOR = 0.12
 FACE_JITTER_M = 0.0015
 FACE_THICKNESS_M = 0.01  # generic samples in front of the face or less than this behind it are discarded
 MAX_EDGE_PER_MEDIAN = 3.0
@@ -172,32 +162,8 @@ def init_head_gaussians(
         rng=rng,
     )
     parts.append(_rejection_sample(neck, counts["neck"], hidden))
-    parts.append(_mouth_interior(landmarks, face, counts["mouth"], rng))
     means = np.concatenate(parts).astype(np.float32)
     return _gaussians_at(means)
-
-
-def mouth_interior_rows(num_gaussians: int) -> slice:
-    """The rows of `init_head_gaussians(..., num_gaussians)` that fill the mouth interior."""
-    return slice(num_gaussians - _part_counts(num_gaussians)["mouth"], num_gaussians)
-
-
-def _mouth_interior(
-    landmarks: np.ndarray, face: _FaceSurface, count: int, rng: np.random.Generator
-) -> np.ndarray:
-    """`count` points inside the shrunk outer-lip contour, MOUTH_DEPTH_M behind the face (module docstring)."""
-    contour = landmarks[list(OUTER_LIPS), :2]
-    centre = contour.mean(0)
-    outline = MplPath(centre + MOUTH_CONTOUR_SHRINK * (contour - centre))
-    low, high = outline.vertices.min(0), outline.vertices.max(0)
-    kept: list[np.ndarray] = []
-    while sum(len(k) for k in kept) < count:
-        xy = rng.uniform(low, high, size=(max(4 * count, 16), 2))
-        surface = face.surface_z(xy)
-        kept.append(np.c_[xy, surface][outline.contains_points(xy) & np.isfinite(surface)])
-    points = np.concatenate(kept)[:count] if kept else np.zeros((0, 3))
-    points[:, 2] += rng.uniform(*MOUTH_DEPTH_M, size=len(points))
-    return points
 
 
 def colors_from_frame(
@@ -271,7 +237,6 @@ def _part_counts(num: int) -> dict[str, int]:
         "ear_left": ear,
         "ear_right": ear,
         "neck": round(num * NECK_FRACTION),
-        "mouth": round(num * MOUTH_FRACTION),
     }
     counts["cranium"] = num - sum(counts.values())
     return counts
@@ -298,26 +263,23 @@ class _FaceSurface:
 
     def covers(self, points: np.ndarray) -> np.ndarray:
         """[M, 3] -> [M] bool: in front of the face, or behind it by less than FACE_THICKNESS_M."""
-        return points[:, 2] < self.surface_z(points[:, :2]) + FACE_THICKNESS_M  # NaN outside: False
-
-    def surface_z(self, xy: np.ndarray) -> np.ndarray:
-        """[M, 2] -> [M] the face's z at each (x, y), NaN outside the triangulation."""
-        cells = np.round((xy - self.origin) / RASTER_CELL_M).astype(np.int64)  # [M, 2] (col, row)
+        cells = np.round((points[:, :2] - self.origin) / RASTER_CELL_M).astype(np.int64)  # [M, 2] (col, row)
         rows, cols = self.triangle_map.shape
         on_map = (cells[:, 0] >= 0) & (cells[:, 0] < cols) & (cells[:, 1] >= 0) & (cells[:, 1] < rows)
-        triangle = np.full(len(xy), -1)
+        triangle = np.full(len(points), -1)
         triangle[on_map] = self.triangle_map[cells[on_map, 1], cells[on_map, 0]]
         inside = triangle >= 0
         corners = self.landmarks[self.triangles[triangle[inside]]]  # [M', 3, 3]
         # z of the triangle's plane at the point's (x, y)
         edge_1, edge_2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
         normal = np.cross(edge_1, edge_2)
-        offset = xy[inside] - corners[:, 0, :2]
-        z = np.full(len(xy), np.nan)
-        z[inside] = (
+        offset = points[inside, :2] - corners[:, 0, :2]
+        surface_z = (
             corners[:, 0, 2] - (normal[:, 0] * offset[:, 0] + normal[:, 1] * offset[:, 1]) / normal[:, 2]
         )
-        return z
+        covered = np.zeros(len(points), dtype=bool)
+        covered[inside] = points[inside, 2] < surface_z + FACE_THICKNESS_M
+        return covered
 
     def samples(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """The landmarks (a random subset when count < L), then area-weighted jittered samples on the triangles."""

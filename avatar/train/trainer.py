@@ -23,12 +23,7 @@ from avatar.data.dataset import Dataset
 from avatar.data.head_window import head_window
 from avatar.face.landmarks import EYELIDS, MOUTH_AND_JAW
 from avatar.model.deformation import DeformationConfig
-from avatar.model.head_init import (
-    MOUTH_INTERIOR_COLOR,
-    colors_from_frame,
-    init_head_gaussians,
-    mouth_interior_rows,
-)
+from avatar.model.head_init import colors_from_frame, init_head_gaussians
 from avatar.model.landmark_motion import eyelid_rig, tracked_motion
 from avatar.model.talking_head import TalkingHead
 from avatar.runs.checkpoint import has_checkpoint
@@ -113,22 +108,22 @@ def new_run_record(dataset: Dataset, config: FitConfig, preset: PresetName) -> R
 def new_model(
     dataset: Dataset, config: FitConfig, settings: TrainSettings, device: torch.device
 ) -> TalkingHead:
-    """Gaussians on and around the canonical face, coloured from the first training frame (the mouth interior
-    dark); the eyelid rig measured on the training frames."""
+    """Gaussians on and around the canonical face, coloured from the first training frame; the eyelid rig
+    measured on the training frames."""
     tracking = dataset.tracking
     gaussians = init_head_gaussians(
         tracking.canonical_landmarks, settings.initial_gaussians, seed=config.seed
     )
     first = int(dataset.split.train[0])
-    colors = colors_from_frame(
-        gaussians.means,
-        tracking.rotations[first],
-        tracking.translations[first],
-        tracking.intrinsics,
-        dataset.frame(first),
+    gaussians.set_colors(
+        colors_from_frame(
+            gaussians.means,
+            tracking.rotations[first],
+            tracking.translations[first],
+            tracking.intrinsics,
+            dataset.frame(first),
+        )
     )
-    colors[mouth_interior_rows(gaussians.num)] = MOUTH_INTERIOR_COLOR  # the frame shows lips there
-    gaussians.set_colors(colors)
     return TalkingHead(
         gaussians.to(device),
         DeformationConfig.preset(settings.deformation_preset),
