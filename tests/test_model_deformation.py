@@ -190,7 +190,7 @@ def test_learns_audio_dependent_mouth_motion():
     optimizer = torch.optim.Adam(field.parameters(), lr=1e-2)
     losses = []
     for _ in range(300):
-        motion = field.mouth_motion(field.audio_token(audio))
+        motion = field.predicted_motion(audio)
         loss = ((motion - targets) / 0.003).square().mean()
         losses.append(loss.item())
         if losses[-1] < 1e-3 * losses[0]:
@@ -227,6 +227,34 @@ def test_the_render_reaches_the_audio_only_through_the_given_or_predicted_motion
     assert all(p.grad is None for p in field.mouth_motion_head.parameters())
     with pytest.raises(ValueError, match="motion"):
         field(means, FrameConditions(conditions.audio, conditions.eye, conditions.view, motion=motion[:1]))
+
+
+def test_windows_with_phones_predict_the_mean_of_all_channels_and_the_phones_alone():
+    torch.manual_seed(3)
+    means = torch.rand(20, 3) * 0.15
+    field = make_field(means)
+    randomise_output_layer(field)
+    n_mels = field.config.n_mels
+    audio = make_conditions(3, seed=4).audio
+    audio[2, ..., n_mels:] = 0.0  # no phones (silence, or audio the aligner could not read)
+    voiceless = audio.clone()
+    voiceless[..., :n_mels] = 0.0
+    with torch.no_grad():
+        predicted = field.predicted_motion(audio)
+        whole = field.mouth_motion(field.audio_token(audio))
+        alone = field.mouth_motion(field.audio_token(voiceless))
+    torch.testing.assert_close(predicted[:2], 0.5 * (whole[:2] + alone[:2]))
+    torch.testing.assert_close(predicted[2], whole[2])
+    assert not torch.allclose(whole[:2], alone[:2])
+    no_phones = DeformationField(
+        replace(DeformationConfig.tiny(), phone_classes=0), *padded_bounds(means), hash_grid_backend="torch"
+    )
+    randomise_output_layer(no_phones)
+    log_mel = audio[..., :n_mels]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            no_phones.predicted_motion(log_mel), no_phones.mouth_motion(no_phones.audio_token(log_mel))
+        )
 
 
 def test_apply_zero_deltas_is_the_identity():

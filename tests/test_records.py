@@ -82,7 +82,11 @@ def test_dataset_manifest_and_run_record_written_by_136ed14_still_load():
     written = json.loads((WRITTEN_BY_MAIN / "run.json").read_text())
     assert run.window == HeadWindow(**written["window"])
     assert run.dataset_source == manifest.source and run.K_window.shape == (3, 3)
-    added_since = {"phone_dropout", "tracked_motion"}  # settings that came later read as their defaults
+    added_since = {
+        "phone_dropout",
+        "log_mel_dropout",
+        "tracked_motion",
+    }  # settings that came later read as their defaults
     assert set(run.to_json()["settings"]) - set(written["settings"]) == added_since
     written["settings"].update({name: run.to_json()["settings"][name] for name in added_since})
     assert run.to_json() == written

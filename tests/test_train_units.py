@@ -193,7 +193,7 @@ def test_training_conditions_show_the_tracked_motion_and_drop_phones_as_set():
     torch.testing.assert_close(conditions.audio[..., :n_mels], own.audio[..., :n_mels])
     assert not conditions.audio[..., n_mels:].any() and own.audio[..., n_mels:].any()
 
-    never = replace(always, tracked_motion=0.0, phone_dropout=0.0)
+    never = replace(always, tracked_motion=0.0, phone_dropout=0.0, log_mel_dropout=0.0)
     conditions = _step(model, never).conditions(_target(5), Stage.AUDIO, torch.Generator().manual_seed(0))
     assert conditions.motion is None
     torch.testing.assert_close(conditions.audio, own.audio)
@@ -212,3 +212,18 @@ def test_phone_dropout_is_drawn_per_sample():
         1
     ).any(1)
     assert 0.3 < float(dropped.float().mean()) < 0.7
+
+
+def test_some_samples_with_phones_hear_them_alone():
+    model = make_head(100)
+    n_mels = model.config.n_mels
+    step = _step(model, replace(TINY, phone_dropout=0.0, log_mel_dropout=0.5, audio_augmentation=0.0))
+    audio = step.data.signals.conditions(list(range(12)) * 20, window=model.window).audio
+    audio[::4, ..., n_mels:] = 0.0  # a quarter of the samples have no phones: they keep their voice
+    heard = step._augmented(audio, torch.Generator().manual_seed(0))
+    voiceless = ~heard[..., :n_mels].flatten(1).any(1)
+    assert not voiceless[::4].any()
+    assert 0.3 < float(voiceless.float().mean() / 0.75) < 0.7
+    torch.testing.assert_close(heard[..., n_mels:], audio[..., n_mels:])  # the phones are kept
+    kept = ~voiceless
+    torch.testing.assert_close(heard[kept], audio[kept])

@@ -8,7 +8,9 @@ windowed like the log-mel ones and appended to them: [F, steps, n_mels + PHONE_C
 
 Audio that cannot be aligned (not English, not speech, too noisy) gets zero phone channels, which the fit
 trains for (`TrainSettings.phone_dropout`): the log-mel channels alone then drive the mouth, so no language
-depends on the aligner.
+depends on the aligner. The other way round, `TrainSettings.log_mel_dropout` trains the phones to drive the
+mouth alone, and a window with phones is predicted from both and from its phones alone
+(`DeformationField.predicted_motion`): another speaker's voice then moves the mouth as the phones say.
 """
 
 from __future__ import annotations

@@ -83,9 +83,9 @@ def predicted_motion(
         audio = signals.conditions(
             frames[start : start + CHUNK_FRAMES], window=model.window, device=device
         ).audio
-        chunks.append(field.mouth_motion(field.audio_token(audio)).cpu().numpy())
+        chunks.append(field.predicted_motion(audio).cpu().numpy())
     silence = signals.conditions(frames[:1], window=model.window, device=device).audio.zero_()
-    rest = field.mouth_motion(field.audio_token(silence))[0].cpu().numpy()
+    rest = field.predicted_motion(silence)[0].cpu().numpy()
     empty = np.zeros((0, *rest.shape), np.float32)
     return (np.concatenate(chunks) if chunks else empty), rest
 

@@ -25,7 +25,7 @@ from avatar.model.deformation import (
 from avatar.model.gaussians import CanonicalGaussians, GaussianSet
 from avatar.model.landmark_motion import EyelidRig
 
-CONFIG_VERSION = 4
+CONFIG_VERSION = 5
 
 
 class TalkingHead(nn.Module):

@@ -53,6 +53,7 @@ class TrainSettings:
     silence_probability: float = 0.1  # of a motion sample hearing silence, with the mouth at rest as target
     audio_augmentation: float = 0.8  # probability that a training sample's audio features are perturbed
     phone_dropout: float = 0.3  # probability that a training sample hears no phones (as unaligned audio)
+    log_mel_dropout: float = 0.3  # probability that a sample with phones hears only them (no voice)
     tracked_motion: float = 0.5  # probability that a rendered training frame shows its tracked mouth motion
     view_swap: float = 0.5  # probability that a training sample's view token comes from another frame
     densify_every: int = 100

@@ -96,13 +96,17 @@ class TrainStep:
     def _augmented(self, audio: Tensor, generator: torch.Generator) -> Tensor:
         """[B, W, steps, C] driving features -> the same with the log-mel bands perturbed
         (`settings.audio_augmentation`) and, per sample with probability `settings.phone_dropout`, the phone
-        channels zeroed."""
+        channels zeroed; of the samples that keep their phones, `settings.log_mel_dropout` hear them alone (the
+        log-mel bands zeroed), so that the phones, the same in every voice, can drive the mouth by themselves."""
         settings, n_mels = self.settings, self.model.config.n_mels
         log_mel, phones = audio[..., :n_mels], audio[..., n_mels:]
         if settings.audio_augmentation > 0:
             augmentation = AudioAugmentation(probability=settings.audio_augmentation)
             log_mel = augment_audio_windows(log_mel, generator, augmentation)
-        if phones.shape[-1] and settings.phone_dropout > 0:
-            keep = torch.rand(len(audio), generator=generator) >= settings.phone_dropout
-            phones = phones * keep.to(audio.device, audio.dtype)[:, None, None, None]
+        if phones.shape[-1] and (settings.phone_dropout > 0 or settings.log_mel_dropout > 0):
+            keep_phones = torch.rand(len(audio), generator=generator) >= settings.phone_dropout
+            only_phones = torch.rand(len(audio), generator=generator) < settings.log_mel_dropout
+            voiceless = keep_phones & only_phones & (phones.flatten(1).abs().amax(1) > 0).cpu()
+            phones = phones * keep_phones.to(audio.device, audio.dtype)[:, None, None, None]
+            log_mel = log_mel * (~voiceless).to(audio.device, audio.dtype)[:, None, None, None]
         return torch.cat([log_mel, phones], dim=-1)
