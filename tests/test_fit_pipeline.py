@@ -262,3 +262,11 @@ def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sa
     matched = drive_with_audio(fitted, speech)
     assert matched.articulation_gain != 1.0  # 3 s of new speech, measured and matched to the capture
     assert drive_with_audio(fitted, speech, match_amplitude=False).articulation_gain == 1.0
+    n_mels = fitted.record.audio_features.n_mels
+    voice_only = drive_with_audio(fitted, speech, phones=False)
+    assert np.asarray(matched.signals.audio)[..., n_mels:].any()
+    assert not np.asarray(voice_only.signals.audio)[..., n_mels:].any()
+    np.testing.assert_array_equal(
+        np.asarray(voice_only.signals.audio)[..., :n_mels], np.asarray(matched.signals.audio)[..., :n_mels]
+    )
+    assert voice_only.speech.phones == matched.speech.phones  # still there to score the render

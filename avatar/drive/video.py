@@ -47,6 +47,9 @@ class RenderConfig:
     match_amplitude: bool = True
     """Bring the driving audio's articulation to the amplitude of the capture's (the mouth of unheard speech
     moves as much as the person's); --no-match-amplitude renders the model's prediction as it is."""
+    phones: bool = True
+    """Hear the phones pocketsphinx aligns (its models are English); --no-phones drives the mouth from the voice
+    alone, the path for audio in another language that the aligner would read as wrong phones."""
     blink: BlinkMode = "capture"
     """Eyes: the capture's own blinks (looped with its poses), none, or natural periodic blinks (3-5 s)."""
     dataset: Path | None = None
@@ -122,11 +125,13 @@ def drive_with_audio(
     yaw_deg: float = 0.0,
     mouth_scale: float = 1.0,
     match_amplitude: bool = True,
+    phones: bool = True,
     blink: BlinkMode = "capture",
     background: np.ndarray | None = None,
 ) -> DrivenClip:
     """`fitted` driven by the audio file at `audio_path` (any format PyAV reads; AvatarError when it has no
-    audio or is shorter than a frame)."""
+    audio or is shorter than a frame); `phones=False` drives it without the aligned phones (the clip's
+    `speech` still has them, for scoring)."""
     if not (math.isfinite(mouth_scale) and 0 <= mouth_scale <= 4):
         raise AvatarError(f"--mouth-scale {mouth_scale} is outside 0 .. 4", fix="Pass e.g. 0.5, 1 or 1.5")
     dataset = fitted.dataset
@@ -139,7 +144,8 @@ def drive_with_audio(
             "the audio is shorter than one video frame", path=audio_path, fix="Pass a longer audio"
         )
     speech = align_speech(audio, feature_config.sample_rate)
-    features = fitted.driving_features(audio_features_for_frames(audio, count, fps, feature_config), speech)
+    heard = speech if phones else AlignedSpeech(None, "phones turned off (--no-phones)")
+    features = fitted.driving_features(audio_features_for_frames(audio, count, fps, feature_config), heard)
     tracking = dataset.tracking
     valid = tracking.valid
     poses = pingpong(np.flatnonzero(valid), count)
@@ -174,6 +180,7 @@ def render_video(config: RenderConfig) -> RenderResult:
         yaw_deg=config.yaw_deg,
         mouth_scale=config.mouth_scale,
         match_amplitude=config.match_amplitude,
+        phones=config.phones,
         blink=config.blink,
         background=background,
     )
