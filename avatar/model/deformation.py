@@ -332,16 +332,21 @@ class DeformationField(nn.Module):
         held-out frames 0.71, 0.67 and 0.71. Windows without phones (silence, audio that could not be
         aligned) use all channels: the language-independent path."""
         motion = self.mouth_motion(self.audio_token(audio))
-        n_mels = self.config.n_mels
-        if self.config.phone_classes == 0:
-            return motion
-        phones = audio[..., n_mels:]
-        has_phones = phones.flatten(1).abs().amax(dim=1) > 0  # [B]
+        has_phones = self.windows_with_phones(audio)
         if not bool(has_phones.any()):
             return motion
-        voiceless = torch.cat([torch.zeros_like(audio[..., :n_mels]), phones], dim=-1)
+        n_mels = self.config.n_mels
+        voiceless = torch.cat([torch.zeros_like(audio[..., :n_mels]), audio[..., n_mels:]], dim=-1)
         alone = self.mouth_motion(self.audio_token(voiceless))
         return torch.where(has_phones[:, None, None], 0.5 * (motion + alone), motion)
+
+    def windows_with_phones(self, audio: Tensor) -> Tensor:
+        """audio [B, W, steps, C] -> [B] bool: the window has a phone somewhere (False for every window when
+        the model hears no phones)."""
+        phones = audio[..., self.config.n_mels :]
+        if phones.shape[-1] == 0:
+            return torch.zeros(audio.shape[0], dtype=torch.bool, device=audio.device)
+        return phones.flatten(1).abs().amax(dim=1) > 0
 
     @property
     def eyelids(self) -> EyelidRig:

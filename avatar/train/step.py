@@ -106,7 +106,7 @@ class TrainStep:
         if phones.shape[-1] and (settings.phone_dropout > 0 or settings.log_mel_dropout > 0):
             keep_phones = torch.rand(len(audio), generator=generator) >= settings.phone_dropout
             only_phones = torch.rand(len(audio), generator=generator) < settings.log_mel_dropout
-            voiceless = keep_phones & only_phones & (phones.flatten(1).abs().amax(1) > 0).cpu()
+            voiceless = keep_phones & only_phones & self.model.deformation.windows_with_phones(audio).cpu()
             phones = phones * keep_phones.to(audio.device, audio.dtype)[:, None, None, None]
             log_mel = log_mel * (~voiceless).to(audio.device, audio.dtype)[:, None, None, None]
         return torch.cat([log_mel, phones], dim=-1)
