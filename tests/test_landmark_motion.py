@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from avatar.face.landmarks import MOUTH_AND_JAW
+from avatar.face.landmarks import INNER_LIP_LOWER, INNER_LIP_UPPER, MOUTH_AND_JAW
+from avatar.model.deformation import DeformationConfig, DeformationField
 from avatar.model.landmark_motion import (
     eyelid_rig,
     landmark_displacements,
+    lip_sides,
     mouth_motion_targets,
     rest_motion,
     skin_offsets,
@@ -52,6 +56,67 @@ def test_skinning_moves_gaussians_with_their_landmarks_and_leaves_far_ones():
     torch.testing.assert_close(offsets[0, 1], motion[0, 1], atol=1e-6, rtol=0)
     assert offsets[0, 2].abs().max() < 1e-5  # 4 sigma from both: almost still
     assert offsets[0, 3].abs().max() == 0.0
+
+
+def _lip_curves():
+    """Inner lips 6 mm apart at the middle, meeting at corners x = -/+25 mm (head frame: y down)."""
+    x = torch.linspace(-0.025, 0.025, 11)
+    half_gap = 0.003 * (1 - (x / 0.025).square())
+    upper = torch.stack([x, -half_gap, torch.zeros_like(x)], dim=1)
+    lower = torch.stack([x, half_gap, torch.zeros_like(x)], dim=1)
+    return upper, lower
+
+
+def test_lip_sides_split_the_lips_and_let_the_opening_and_corners_follow_both():
+    upper, lower = _lip_curves()
+    points = torch.tensor(
+        [
+            [0.0, -0.006, 0.0],  # above the upper lip's curve: upper side
+            [0.0, 0.006, 0.0],  # below the lower lip's: lower side
+            [0.0, 0.001, 0.01],  # inside the opening (any depth): both
+            [0.02, -0.0015, 0.0],  # near a corner, above the (closer) upper curve
+            [0.03, -0.004, 0.0],  # beyond a corner: both
+            [-0.01, 0.0035, 0.0],  # lower side near the left: the curve is at 0.00252 there
+        ]
+    )
+    assert lip_sides(points, upper, lower).tolist() == [-1.0, 1.0, 0.0, -1.0, 0.0, 1.0]
+
+
+def test_sided_skinning_moves_each_lip_with_its_own_landmarks_only():
+    anchors = torch.tensor([[0.0, -0.003, 0.0], [0.0, 0.003, 0.0], [0.05, 0.0, 0.0]])  # upper, lower, far
+    anchor_sides = torch.tensor([-1.0, 1.0, 0.0])
+    motion = torch.tensor([[[0.0, 0.003, 0.0], [0.0, -0.003, 0.0], [0.0, 0.0, 0.0]]])  # the lips close
+    means = torch.tensor([[0.0, -0.005, 0.0], [0.0, 0.005, 0.0], [0.0, 0.0, 0.0]])
+    sides = torch.tensor([-1.0, 1.0, 0.0])
+    unsided = skin_offsets(means, anchors, motion, sigma=0.006)
+    sided = skin_offsets(means, anchors, motion, 0.006, gaussian_sides=sides, anchor_sides=anchor_sides)
+    gap_closed_unsided = float(unsided[0, 0, 1] - unsided[0, 1, 1])
+    assert gap_closed_unsided < 0.003  # averaged: the 6 mm closure narrows the gap by less than half
+    torch.testing.assert_close(sided[0, 0], motion[0, 0] * sided[0, 0, 1] / 0.003)  # upper follows upper only
+    assert float(sided[0, 0, 1]) > 0.0025 and float(sided[0, 1, 1]) < -0.0025  # the lips meet
+    torch.testing.assert_close(sided[0, 2], unsided[0, 2])  # the opening follows both
+    torch.testing.assert_close(sided[0, 2], torch.zeros(3), atol=1e-9, rtol=0)  # ... which cancel here
+
+
+def test_the_field_skins_the_lips_sidedly_only_when_configured():
+    canonical = torch.zeros(len(MOUTH_AND_JAW), 3)
+    upper, lower = _lip_curves()
+    for rows, curve in ((INNER_LIP_UPPER, upper), (INNER_LIP_LOWER, lower)):
+        canonical[[MOUTH_AND_JAW.index(i) for i in rows]] = curve  # 11 points, corner to corner
+    far = [i for i in range(len(MOUTH_AND_JAW)) if MOUTH_AND_JAW[i] not in INNER_LIP_UPPER + INNER_LIP_LOWER]
+    canonical[far] = torch.tensor([0.0, 0.0, 0.2])  # everything else out of reach
+    motion = torch.zeros(1, len(MOUTH_AND_JAW), 3)
+    motion[0, [MOUTH_AND_JAW.index(i) for i in INNER_LIP_UPPER[1:-1]], 1] = 0.003  # the upper lip drops
+    means = torch.tensor([[0.0, -0.005, 0.0], [0.0, 0.005, 0.0]])  # on the upper lip, on the lower lip
+    shifts = {}
+    for sided in (True, False):
+        config = replace(DeformationConfig.tiny(), sided_lips=sided)
+        field = DeformationField(
+            config, torch.full((3,), -0.1), torch.full((3,), 0.1), mouth_anchors=canonical
+        )
+        shifts[sided] = field.skinned_mouth(means, motion)[0, :, 1]
+    assert float(shifts[True][1]) == 0.0 and float(shifts[False][1]) > 0.0005  # the lower lip stays
+    assert float(shifts[True][0]) > float(shifts[False][0])  # the upper lip moves further alone
 
 
 def test_targets_keep_articulation_and_drop_slow_drift():

@@ -86,6 +86,7 @@ def test_dataset_manifest_and_run_record_written_by_136ed14_still_load():
         "phone_dropout",
         "log_mel_dropout",
         "tracked_motion",
+        "lip_gap_weight",
     }  # settings that came later read as their defaults
     assert set(run.to_json()["settings"]) - set(written["settings"]) == added_since
     written["settings"].update({name: run.to_json()["settings"][name] for name in added_since})

@@ -24,6 +24,7 @@ from avatar.train.losses import (
     alpha_loss,
     dssim_loss,
     l1_loss,
+    lip_gap_loss,
     motion_loss,
     mouth_region_loss,
     offset_loss,
@@ -66,6 +67,18 @@ def test_offset_and_motion_losses_are_in_their_units():
     target = torch.zeros(2, 3, 3)
     target[..., 1] = 0.004
     assert motion_loss(predicted, target, sigma=0.002) == pytest.approx(4.0)
+
+
+def test_lip_gap_loss_measures_only_how_far_the_lips_are_apart():
+    predicted = torch.zeros(2, 4, 3)
+    target = torch.zeros(2, 4, 3)
+    target[:, [0, 1]] += torch.tensor([0.001, 0.002, 0.0])  # both lips move together: no gap change
+    assert lip_gap_loss(predicted, target, [0], [1], sigma=0.002) == pytest.approx(0.0)
+    target[:, 1, 1] += 0.004  # the lower lip drops 4 mm more
+    assert lip_gap_loss(predicted, target, [0], [1], sigma=0.002) == pytest.approx(2.0)
+    target[0, 1, 1] -= 0.008  # one frame's gap is now -4 mm: absolute, so still 2 sigma on average
+    assert lip_gap_loss(predicted, target, [0], [1], sigma=0.002) == pytest.approx(2.0)
+    assert lip_gap_loss(target, target, [0, 2], [1, 3], sigma=0.002) == 0.0
 
 
 def test_total_weighs_the_terms_and_doubles_the_mouth_in_the_mouth_stage():

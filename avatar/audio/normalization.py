@@ -57,6 +57,9 @@ class AudioNormalization:
         return AudioNormalization(**values)
 
 
+ROUNDING_FLOOR = 1e-5  # normalised units (0: a band's floor, 1: its peak): rounding, not sound
+
+
 def dct_matrix(size: int) -> np.ndarray:
     """Orthonormal DCT-II: coefficients = matrix @ signal.
 
@@ -98,7 +101,11 @@ def normalize_audio_windows(
     floor = np.percentile(steps, config.floor_percentile, axis=0)
     peak = np.percentile(steps, config.peak_percentile, axis=0)
     scale = np.maximum(peak - floor, config.min_range)
-    return np.clip((smooth - floor) / scale, config.clip_low, config.clip_high).astype(np.float32)
+    features = np.clip((smooth - floor) / scale, config.clip_low, config.clip_high).astype(np.float32)
+    # The lifter's float32 product rounds differently from row to row on some BLAS builds, so a constant band
+    # (digital silence) lands within ~1e-6 of its floor instead of on it: snap that to the silence it is.
+    features[np.abs(features) < ROUNDING_FLOOR] = 0.0
+    return features
 
 
 @dataclass(frozen=True)

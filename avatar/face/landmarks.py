@@ -14,6 +14,14 @@ LOWER_JAW = (361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 13
 OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)  # fmt: skip
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 LIP_INNER_TOP, LIP_INNER_BOTTOM, MOUTH_CORNER_A, MOUTH_CORNER_B = 13, 14, 78, 308
+# The inner lip contour as (upper, lower) pairs facing each other, image-left to image-right between the
+# corners; the curves below run corner to corner through them.
+INNER_LIP_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))  # fmt: skip
+INNER_LIP_UPPER = (MOUTH_CORNER_A, *(upper for upper, _ in INNER_LIP_PAIRS), MOUTH_CORNER_B)
+INNER_LIP_LOWER = (MOUTH_CORNER_A, *(lower for _, lower in INNER_LIP_PAIRS), MOUTH_CORNER_B)
+# The landmarks on each lip, inner and outer contour, corners excluded.
+UPPER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LOWER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324, 146, 91, 181, 84, 17, 314, 405, 321, 375)
 EYES = ((159, 145, 33, 133), (386, 374, 362, 263))  # upper lid, lower lid, corner, corner
 # The lid contours of both eyes between the corners (upper, then lower): they move when the eyes blink.
 UPPER_EYELIDS = (246, 161, 160, 159, 158, 157, 173, 466, 388, 387, 386, 385, 384, 398)

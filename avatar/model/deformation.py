@@ -12,7 +12,8 @@ For N canonical Gaussians and a batch of B frames:
                                              null token [Dc], learned (lets a Gaussian attend to nothing)
     SpatialAudioAttention(queries, tokens [B, 4, Dc]) -> [B, N, hidden], weights [B, N, heads, 4]
     head: LeakyReLU(attention + W queries) -> Linear -> LeakyReLU -> Linear (zero-initialised) -> [B, N, 14]
-    the mouth motion is also carried to the Gaussians near its landmarks (`skin_offsets`) and added to the
+    the mouth motion is also carried to the Gaussians near its landmarks (`skin_offsets`; each lip's
+    Gaussians follow only that lip's landmarks, `lip_sides`, so a closure closes) and added to the
     position offsets; so is the eyelids' motion, a line in the eye openness measured from the tracking
     (`EyelidRig`), so that the rendered lids close when the eye signal does
 
@@ -43,16 +44,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avatar.audio.driving import PHONE_CLASSES
-from avatar.face.landmarks import EYELIDS, MOUTH_AND_JAW
+from avatar.face.landmarks import (
+    EYELIDS,
+    INNER_LIP_LOWER,
+    INNER_LIP_UPPER,
+    LOWER_LIP,
+    MOUTH_AND_JAW,
+    UPPER_LIP,
+)
 from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
 from avatar.model.encoding.hash_grid import HashGridConfig
 from avatar.model.encoding.select import make_hash_grid
 from avatar.model.gaussians import GaussianSet
-from avatar.model.landmark_motion import EyelidRig, skin_offsets
+from avatar.model.landmark_motion import EyelidRig, lip_sides, skin_offsets
 from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
 NUM_OUTPUTS = 14  # means 3, quats 4, log scales 3, opacity 1, colour 3
 BOUNDS_PADDING = 0.1  # each side of the canonical bounding box grows by this fraction of its size
+_INNER_LIP_UPPER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_UPPER]  # rows of `mouth_anchors`
+_INNER_LIP_LOWER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_LOWER]
+# -1 on the upper lip, +1 on the lower one, 0 for the corners, jaw, chin and cheeks (`lip_sides`)
+_ANCHOR_LIP_SIDES = [(-1.0 if i in UPPER_LIP else 1.0 if i in LOWER_LIP else 0.0) for i in MOUTH_AND_JAW]
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class DeformationConfig:
     mouth_motion_scale: float = 0.005  # metres per unit output of the mouth-motion head
     mouth_skinning_sigma: float = 0.006  # metres: reach of a landmark's motion (`skin_offsets`)
     eyelid_skinning_sigma: float = 0.004  # metres: reach of a lid landmark's motion (lids ~10 mm apart)
+    sided_lips: bool = True  # each lip's Gaussians follow only their own lip's landmarks (`lip_sides`)
     n_mels: int = 80  # log-mel bands of the audio windows
     phone_classes: int = PHONE_CLASSES  # phone channels after them (avatar/audio/driving.py); 0: none
 
@@ -130,6 +143,7 @@ class DeformationConfig:
     @staticmethod
     def from_dict(values: dict) -> DeformationConfig:
         values = dict(values)
+        values.setdefault("sided_lips", False)  # fits from before sided lips render as they were fitted
         values["hash_grid"] = HashGridConfig(**values["hash_grid"])
         return DeformationConfig(**values)
 
@@ -299,6 +313,7 @@ class DeformationField(nn.Module):
             + [config.color_offset_scale] * 3
         )
         self.register_buffer("output_scales", torch.tensor(offset_scales), persistent=False)
+        self.register_buffer("anchor_lip_sides", torch.tensor(_ANCHOR_LIP_SIDES), persistent=False)
         self.to(device)
 
     def normalized_positions(self, means: Tensor) -> Tensor:
@@ -397,7 +412,7 @@ class DeformationField(nn.Module):
         outputs = self.head(hidden) * self.output_scales  # [B, N, 14]
         d_means, d_quats, d_log_scales, d_opacity, d_colors = outputs.split([3, 4, 3, 1, 3], dim=-1)
         means = canonical_means.detach()
-        mouth = skin_offsets(means, self.mouth_anchors, motion, self.config.mouth_skinning_sigma)
+        mouth = self.skinned_mouth(means, motion)
         lids = skin_offsets(
             means, self.eyelid_anchors, self.eyelids.motion(conditions.eye), self.config.eyelid_skinning_sigma
         )
@@ -409,6 +424,22 @@ class DeformationField(nn.Module):
             d_color_logits=d_colors,
         )
         return deltas, weights
+
+    def skinned_mouth(self, means: Tensor, motion: Tensor) -> Tensor:
+        """means [N, 3] canonical, motion [B, J, 3] -> [B, N, 3] the Gaussians' share of the mouth motion."""
+        if not self.config.sided_lips:
+            return skin_offsets(means, self.mouth_anchors, motion, self.config.mouth_skinning_sigma)
+        sides = lip_sides(
+            means, self.mouth_anchors[_INNER_LIP_UPPER_ROWS], self.mouth_anchors[_INNER_LIP_LOWER_ROWS]
+        )
+        return skin_offsets(
+            means,
+            self.mouth_anchors,
+            motion,
+            self.config.mouth_skinning_sigma,
+            gaussian_sides=sides,
+            anchor_sides=self.anchor_lip_sides,
+        )
 
     def extra_repr(self) -> str:
         return f"audio_enabled={self.audio_enabled}"

@@ -150,19 +150,68 @@ def eyelid_rig(
     )
 
 
-def skin_offsets(canonical_means: Tensor, anchors: Tensor, motion: Tensor, sigma: float) -> Tensor:
+def skin_offsets(
+    canonical_means: Tensor,
+    anchors: Tensor,
+    motion: Tensor,
+    sigma: float,
+    *,
+    gaussian_sides: Tensor | None = None,
+    anchor_sides: Tensor | None = None,
+) -> Tensor:
     """Offsets of Gaussians that follow the landmarks near them.
 
     Gaussian i moves by sum_j w_ij m_j / max(1, sum_j w_ij) with w_ij = exp(-|x_i - a_j|^2 / 2 sigma^2): the
-    weighted mean of its neighbours' motion inside the mouth region, fading to nothing away from it.
+    weighted mean of its neighbours' motion inside the mouth region, fading to nothing away from it. With
+    sides (-1, 0 or +1 each, e.g. `lip_sides`), w_ij is zero where the Gaussian and the landmark lie on
+    opposite sides (a side of 0 follows both), so the two lips of a closing mouth do not average each other.
 
     Args:
         canonical_means: Tensor  # [N, 3]
         anchors: Tensor  # [J, 3] the landmarks in the canonical head
         motion: Tensor  # [B, J, 3]
+        gaussian_sides: Tensor | None  # [N]
+        anchor_sides: Tensor | None  # [J]
     Returns:
         offsets: Tensor  # [B, N, 3]
     """
     weights = torch.exp(-torch.cdist(canonical_means, anchors).square() / (2 * sigma**2))  # [N, J]
+    if gaussian_sides is not None and anchor_sides is not None:
+        weights = weights * (gaussian_sides[:, None] * anchor_sides[None, :] >= 0)
     weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
     return torch.einsum("nj,bjc->bnc", weights, motion)
+
+
+def lip_sides(points: Tensor, upper_lip: Tensor, lower_lip: Tensor) -> Tensor:
+    """Which lip each point belongs with, from the inner lip curves of the canonical head.
+
+    The curves are piecewise linear in x (head frame: x across the face, y down), corner to corner. A point
+    above both curves is on the upper lip's side (-1), below both on the lower lip's (+1); a point between
+    them (inside the canonical opening) or beyond a corner follows both (0).
+
+    Args:
+        points: Tensor  # [N, 3]
+        upper_lip: Tensor  # [K, 3] the upper inner lip, corner to corner (`INNER_LIP_UPPER`)
+        lower_lip: Tensor  # [K, 3] the lower inner lip, the same corners (`INNER_LIP_LOWER`)
+    Returns:
+        sides: Tensor  # [N] -1, 0 or +1, float
+    """
+    x, y = points[:, 0], points[:, 1]
+    upper = _curve(upper_lip, x)
+    lower = _curve(lower_lip, x)
+    corners = torch.stack([upper_lip[0, 0], upper_lip[-1, 0]])
+    inside_corners = (x > corners.min()) & (x < corners.max())
+    between = (y - upper) * (y - lower) < 0
+    sides = torch.sign(y - 0.5 * (upper + lower))
+    return torch.where(inside_corners & ~between, sides, torch.zeros_like(sides))
+
+
+def _curve(polyline: Tensor, x: Tensor) -> Tensor:
+    """The y of a polyline [K, 3] (any x order) at x [N], linear between its points, constant beyond them."""
+    order = torch.argsort(polyline[:, 0])
+    xs, ys = polyline[order, 0].contiguous(), polyline[order, 1]
+    right = torch.searchsorted(xs, x.contiguous()).clamp(1, len(xs) - 1)
+    left = right - 1
+    span = (xs[right] - xs[left]).clamp_min(1e-9)
+    t = ((x - xs[left]) / span).clamp(0.0, 1.0)
+    return ys[left] + t * (ys[right] - ys[left])

@@ -49,6 +49,7 @@ class TrainSettings:
     mouth_weight: float = 1.0  # extra L1 weight on the mouth region (doubled in the mouth stage)
     offset_weight: float = 1e-3  # regulariser on the per-Gaussian deltas
     motion_weight: float = 1.0  # the mouth motion predicted from audio against the tracked landmarks' motion
+    lip_gap_weight: float = 0.2  # of the inner lips' gap error, absolute (`lip_gap_loss`), in the motion term
     motion_batch: int = 32  # frames per step of that loss
     silence_probability: float = 0.1  # of a motion sample hearing silence, with the mouth at rest as target
     audio_augmentation: float = 0.8  # probability that a training sample's audio features are perturbed

@@ -51,6 +51,17 @@ def motion_loss(predicted: Tensor, target: Tensor, sigma: float) -> Tensor:
     return (predicted - target).square().sum(-1).mean() / sigma**2
 
 
+def lip_gap_loss(
+    predicted: Tensor, target: Tensor, upper: list[int], lower: list[int], sigma: float
+) -> Tensor:
+    """[B, J, 3] predicted and tracked landmark motion, metres; `upper`/`lower` the rows of facing inner-lip
+    landmarks -> mean absolute error of how far each pair moves apart (lower - upper, summed over x, y, z), in
+    units of sigma. Absolute, not squared: it does not pull closures and openings towards a half-open mean."""
+    predicted_gap = predicted[:, lower] - predicted[:, upper]
+    target_gap = target[:, lower] - target[:, upper]
+    return (predicted_gap - target_gap).abs().sum(-1).mean() / sigma
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """One step's loss terms (scalars); `total` weighs them as the settings say."""

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from avatar.audio.normalization import AudioAugmentation, augment_audio_windows
 from avatar.core.backends import RasterizerName
+from avatar.face.landmarks import INNER_LIP_PAIRS, MOUTH_AND_JAW
 from avatar.model.deformation import FrameConditions
 from avatar.model.talking_head import TalkingHead
 from avatar.render.interface import RenderOutput
@@ -17,6 +18,12 @@ from avatar.runs.settings import Stage, TrainSettings
 from avatar.train import losses
 from avatar.train.data import TrainingData
 from avatar.train.frames import TargetFrame
+
+# rows of the facing inner-lip landmarks in the mouth motion ([B, J, 3], J over `MOUTH_AND_JAW`)
+INNER_LIP_ROWS = (
+    [MOUTH_AND_JAW.index(upper) for upper, _ in INNER_LIP_PAIRS],
+    [MOUTH_AND_JAW.index(lower) for _, lower in INNER_LIP_PAIRS],
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,8 @@ class TrainStep:
     def mouth_motion(self, generator: torch.Generator) -> Tensor:
         """The mouth motion predicted from the audio of `settings.motion_batch` random training frames against
         the tracked motion; a fraction `settings.silence_probability` hear silence and must show the mouth at
-        rest. Every stage trains it; it needs no rendering."""
+        rest; plus `settings.lip_gap_weight` times the inner lips' gap error (`lip_gap_loss`). Every stage trains
+        it; it needs no rendering."""
         settings, data, deformation = self.settings, self.data, self.model.deformation
         device = data.motion_targets.device
         if settings.motion_weight == 0 or not deformation.audio_enabled:
@@ -89,9 +97,11 @@ class TrainStep:
         audio = torch.where(silent.to(device)[:, None, None, None], torch.zeros_like(audio), audio)
         rows = torch.where(silent, len(data.motion_targets) - 1, torch.from_numpy(indices)).to(device)
         predicted = deformation.mouth_motion(deformation.audio_token(audio))
-        return losses.motion_loss(
-            predicted, data.motion_targets[rows], deformation.config.mouth_skinning_sigma
+        target, sigma = data.motion_targets[rows], deformation.config.mouth_skinning_sigma
+        gap = (
+            losses.lip_gap_loss(predicted, target, *INNER_LIP_ROWS, sigma) if settings.lip_gap_weight else 0.0
         )
+        return losses.motion_loss(predicted, target, sigma) + settings.lip_gap_weight * gap
 
     def _augmented(self, audio: Tensor, generator: torch.Generator) -> Tensor:
         """[B, W, steps, C] driving features -> the same with the log-mel bands perturbed
