@@ -27,11 +27,12 @@ from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import load_fitted
 from avatar.drive.video import RenderConfig, drive_with_audio, render_video
 from avatar.eval.evaluate import EvalMetrics
-from avatar.face.landmarks import UPPER_EYELIDS
+from avatar.face.landmarks import MOUTH_AND_JAW, UPPER_EYELIDS
 from avatar.face.measures import eye_openness, mouth_openness
 from avatar.face.regions import mouth_region
 from avatar.media.audio_io import save_wav
 from avatar.metrics.landmarks import FaceMeshRunner, mouth_opening
+from avatar.model.landmark_motion import tracked_motion
 from avatar.runs.checkpoint import load_checkpoint
 from avatar.runs.record import FitSummary
 from avatar.runs.settings import PRESETS, FitConfig
@@ -113,6 +114,35 @@ def test_the_rendered_eyes_close_when_the_eye_signal_does(sample_runs):
     assert float(upper_lids_down.mean()) < -0.002, rig.slopes  # the lids close with the signal
     measured = rendered_eye_openness(run)
     assert measured["closed"] < EYE_CLOSED_PER_OPEN * measured["open"], measured
+
+
+@pytest.mark.slow
+def test_a_tracked_closure_renders_closed_and_an_opening_open(sample_runs):
+    """The capture's most closed and most open tracked mouth motions, rendered on one held-out frame, read
+    back by the face mesh near the capture's own closed and open levels. (On this sample the lips render the
+    same with and without `lip_sides`; on real clips sided lips are what lets a tracked closure close.)"""
+    run, _ = sample_runs["audio"]
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    dataset, driver = fitted.dataset, fitted.driver
+    tracking = dataset.tracking
+    captured = mouth_openness(tracking.landmarks)
+    train = dataset.split.train[tracking.valid[dataset.split.train]]
+    most_closed, most_open = train[np.argmin(captured[train])], train[np.argmax(captured[train])]
+    closed, wide = np.percentile(captured[train], 10), np.percentile(captured[train], 90)
+    motion = torch.from_numpy(tracked_motion(tracking, MOUTH_AND_JAW)).float()
+    frame = int(dataset.split.val[0])
+    conditions = fitted.capture_signals().conditions([frame], window=driver.model.window)
+    viewmat = torch.from_numpy(tracking.viewmats[frame : frame + 1]).float()
+    rendered = {}
+    with FaceMeshRunner() as runner:
+        for name, source in (("closed", most_closed), ("open", most_open)):
+            shown = replace(conditions, motion=motion[source : source + 1])
+            head = driver.render(shown, viewmat)[0]
+            points = runner.landmarks(to_uint8(fitted.composite(head, frame, dataset.background())))
+            rendered[name] = math.nan if points is None else float(mouth_opening(points))
+    levels = {"captured_closed": float(closed), "captured_open": float(wide), **rendered}
+    assert rendered["closed"] < closed + 0.25 * (wide - closed), levels
+    assert rendered["open"] > closed + 0.6 * (wide - closed), levels
 
 
 def _mouth_openings(video: Path) -> np.ndarray:
