@@ -61,8 +61,10 @@ from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
 NUM_OUTPUTS = 14  # means 3, quats 4, log scales 3, opacity 1, colour 3
 BOUNDS_PADDING = 0.1  # each side of the canonical bounding box grows by this fraction of its size
-_INNER_LIP_UPPER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_UPPER]  # rows of `mouth_anchors`
-_INNER_LIP_LOWER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_LOWER]
+# rows of the inner lip curves, corner to corner, in `mouth_anchors` and the mouth motion ([B, J, 3]); between
+# the corners, row k of one faces row k of the other
+INNER_LIP_UPPER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_UPPER]
+INNER_LIP_LOWER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_LOWER]
 # -1 on the upper lip, +1 on the lower one, 0 for the corners, jaw, chin and cheeks (`lip_sides`)
 _ANCHOR_LIP_SIDES = [(-1.0 if i in UPPER_LIP else 1.0 if i in LOWER_LIP else 0.0) for i in MOUTH_AND_JAW]
 
@@ -430,7 +432,7 @@ class DeformationField(nn.Module):
         if not self.config.sided_lips:
             return skin_offsets(means, self.mouth_anchors, motion, self.config.mouth_skinning_sigma)
         sides = lip_sides(
-            means, self.mouth_anchors[_INNER_LIP_UPPER_ROWS], self.mouth_anchors[_INNER_LIP_LOWER_ROWS]
+            means, self.mouth_anchors[INNER_LIP_UPPER_ROWS], self.mouth_anchors[INNER_LIP_LOWER_ROWS]
         )
         return skin_offsets(
             means,

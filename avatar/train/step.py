@@ -9,8 +9,7 @@ from torch import Tensor
 
 from avatar.audio.normalization import AudioAugmentation, augment_audio_windows
 from avatar.core.backends import RasterizerName
-from avatar.face.landmarks import INNER_LIP_PAIRS, MOUTH_AND_JAW
-from avatar.model.deformation import FrameConditions
+from avatar.model.deformation import INNER_LIP_LOWER_ROWS, INNER_LIP_UPPER_ROWS, FrameConditions
 from avatar.model.talking_head import TalkingHead
 from avatar.render.interface import RenderOutput
 from avatar.render.rasterize import render_gaussians
@@ -19,11 +18,7 @@ from avatar.train import losses
 from avatar.train.data import TrainingData
 from avatar.train.frames import TargetFrame
 
-# rows of the facing inner-lip landmarks in the mouth motion ([B, J, 3], J over `MOUTH_AND_JAW`)
-INNER_LIP_ROWS = (
-    [MOUTH_AND_JAW.index(upper) for upper, _ in INNER_LIP_PAIRS],
-    [MOUTH_AND_JAW.index(lower) for _, lower in INNER_LIP_PAIRS],
-)
+FACING_LIP_ROWS = (INNER_LIP_UPPER_ROWS[1:-1], INNER_LIP_LOWER_ROWS[1:-1])  # the curves without their corners
 
 
 @dataclass(frozen=True)
@@ -98,9 +93,7 @@ class TrainStep:
         rows = torch.where(silent, len(data.motion_targets) - 1, torch.from_numpy(indices)).to(device)
         predicted = deformation.mouth_motion(deformation.audio_token(audio))
         target, sigma = data.motion_targets[rows], deformation.config.mouth_skinning_sigma
-        gap = (
-            losses.lip_gap_loss(predicted, target, *INNER_LIP_ROWS, sigma) if settings.lip_gap_weight else 0.0
-        )
+        gap = losses.lip_gap_loss(predicted, target, *FACING_LIP_ROWS, sigma)
         return losses.motion_loss(predicted, target, sigma) + settings.lip_gap_weight * gap
 
     def _augmented(self, audio: Tensor, generator: torch.Generator) -> Tensor:
