@@ -33,7 +33,7 @@ from avatar.face.regions import mouth_region
 from avatar.media.audio_io import save_wav
 from avatar.metrics.landmarks import FaceMeshRunner, mouth_opening
 from avatar.model.landmark_motion import tracked_motion
-from avatar.runs.checkpoint import load_checkpoint
+from avatar.runs.checkpoint import INDEX_NAME, load_checkpoint
 from avatar.runs.record import FitSummary
 from avatar.runs.settings import PRESETS, FitConfig
 from avatar.sample.speech import synthesize_speech
@@ -226,9 +226,8 @@ def test_killed_fit_resumes_to_the_same_step_count(sample_dataset, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while (
-        time.time() < deadline and not list(out.glob("checkpoint_*.safetensors")) and process.poll() is None
-    ):
+    # the index is written after the checkpoint it names: a kill between the two leaves no checkpoint yet
+    while time.time() < deadline and not (out / INDEX_NAME).is_file() and process.poll() is None:
         time.sleep(0.05)
     assert process.poll() is None, process.stderr.read().decode()
     process.send_signal(signal.SIGKILL)
