@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # The torch build installed when the virtualenv has none (2.13.0 is the CPU build where a local wheel exists).
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist); the tests that share the fitted sample run on one of them.
+PYTEST_WORKERS ?= auto
 
 .PHONY: install demo test lint cuda-check clean
 
@@ -22,7 +24,7 @@ demo: install
 test: install
 	$(BIN)/python -m ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
 cuda-check: install
