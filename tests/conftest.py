@@ -12,9 +12,7 @@ from filelock import FileLock
 T = TypeVar("T")
 
 SAMPLE_FIT = "sample_fit"  # the xdist group of the tests that use `sample_runs`
-SAMPLE_FIT_STEPS = (
-    600  # of the tiny preset's 1500, scaled per stage: the fit-pipeline tests hold from here on
-)
+SAMPLE_FIT_STEPS = 600  # of the tiny preset's 1500, each stage scaled: the fit-pipeline tests hold here
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # real media beside the checkout
 
 
