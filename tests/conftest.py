@@ -45,6 +45,8 @@ def pytest_collection_modifyitems(config, items):
 def once_per_test_run(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
     """`make(directory)` computed once for the whole test run: with pytest-xdist, by the first worker that asks,
     while the others wait for it and read its (pickled) result."""
+    from avatar.core.atomic import write_bytes
+
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # shared by the workers of this run
@@ -55,7 +57,7 @@ def once_per_test_run(tmp_path_factory, name: str, make: Callable[[Path], T]) ->
         directory = root / name
         directory.mkdir(exist_ok=True)
         value = make(directory)
-        result.write_bytes(pickle.dumps(value))
+        write_bytes(result, pickle.dumps(value))  # whole or absent: a killed worker leaves no half pickle
         return value
 
 
