@@ -137,7 +137,10 @@ def _run_eval(config) -> None:
     if isinstance(metrics, DrivenEvalMetrics):
         lines = [
             f"driven by {metrics.audio}: {metrics.frames} frames ({metrics.frames_without_face} without a face)",
-            _lip_sync_line("rendered", metrics.lip_sync),
+            _lip_sync_line(
+                "rendered" if metrics.phones is None else f"rendered, against {metrics.phones}",
+                metrics.lip_sync,
+            ),
             _lip_sync_line("the capture's own video", metrics.lip_sync_reference),
         ]
     else:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from avatar.cli import main
 from avatar.eval.evaluate import DrivenEvalMetrics, EvalConfig, evaluate
 from avatar.eval.lip_sync import score
 from avatar.media.audio_io import load_audio, save_wav
+from avatar.metrics.lipsync import lip_sync_score
 
 pytest.importorskip("pocketsphinx")
 
@@ -48,6 +52,28 @@ def test_eval_scores_new_speech_and_the_capture_reference(sample_runs, shared_da
         and metrics.lip_sync.closed_frames > 0
     )
     assert 0.0 <= metrics.lip_sync.auc_lag0 <= 1.0 and metrics.lip_sync.spread_ratio > 0
+    assert metrics.phones is None
+
+    # the same speech scored against given phones (as for another language): those 12 frames later
+    aligned = align_speech(audio, 16000)
+    shifted = [
+        {"phone": p.phone, "start_s": p.start_s + 0.48, "end_s": p.end_s + 0.48} for p in aligned.phones
+    ]
+    phone_file = tmp_path / "phones.json"
+    phone_file.write_text(json.dumps(shifted), encoding="utf-8")
+    given = tmp_path / "given.json"
+    argv = ["eval", str(run), "--json", str(given), "--audio", str(speech), "--phones", str(phone_file)]
+    assert main([*argv, "--no-progress"]) == 0
+    assert f"against {phone_file}" in capsys.readouterr().out
+    scored = DrivenEvalMetrics.read(given)
+    assert scored.phones == phone_file and scored.mouth_open_rendered == metrics.mouth_open_rendered
+    opening = np.array([np.nan if v is None else v for v in scored.mouth_open_rendered])
+    expected = lip_sync_score(opening, [SimpleNamespace(**p) for p in shifted], 25.0)
+    assert scored.lip_sync.open_frames == expected.open_frames
+    assert scored.lip_sync.closed_frames == expected.closed_frames
+    assert scored.lip_sync.auc_lag0 == pytest.approx(expected.auc_lag0, abs=1e-4)
+    assert main(["eval", str(run), "--json", str(given), "--phones", str(phone_file)]) == 2
+    assert "--audio" in capsys.readouterr().err
     silent = tmp_path / "silence.wav"
     save_wav(silent, np.zeros(16000 * 2, np.float32), 16000)
     quiet = evaluate(

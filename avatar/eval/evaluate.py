@@ -13,6 +13,7 @@ import torch
 import tyro
 from tqdm.auto import tqdm
 
+from avatar.audio.phone_file import read_phone_file
 from avatar.audio.phones import AlignedSpeech
 from avatar.core.atomic import check_writable
 from avatar.core.backends import DeviceName, RasterizerName
@@ -45,6 +46,10 @@ class EvalConfig:
     audio: Path | None = None
     """Score the avatar driven by this speech instead of the held-out frames: render it, measure the mouth
     and score it against the audio's phones (English; any format PyAV reads)."""
+    phones: Path | None = None
+    """With --audio: score against the phones in this JSON file instead of pocketsphinx's alignment (speech in
+    another language; format in avatar/audio/phone_file.py). The avatar still hears the audio as `avatar
+    render` drives it."""
     lip_plot: Path | None = None
     """Mouth opening with the open vowels and closures marked; default: RUN/eval_lip_sync.png."""
     dataset: Path | None = None
@@ -118,6 +123,7 @@ class DrivenEvalMetrics(Record):
     video: Path
     plot: Path
     mouth_open_rendered: tuple[float | None, ...]
+    phones: Path | None = None  # the phone file scored against; None: pocketsphinx's alignment of the audio
 
 
 def _series(values: np.ndarray) -> tuple[float | None, ...]:
@@ -174,9 +180,12 @@ def _capture_reference(fitted: FittedHead) -> tuple[AlignedSpeech, np.ndarray, L
 
 def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
     video_path, plot_path, lip_plot_path = _outputs(config)
+    if config.phones is not None and config.audio is None:
+        raise AvatarError("--phones are the phones of --audio", fix="Pass --audio with --phones")
+    reference_phones = None if config.phones is None else read_phone_file(config.phones)
     fitted = load_fitted(config.run, device=config.device, backend=config.backend, dataset=config.dataset)
     if config.audio is not None:
-        return _evaluate_driven(config, fitted, video_path, lip_plot_path)
+        return _evaluate_driven(config, fitted, video_path, lip_plot_path, reference_phones)
     dataset, driver, window = fitted.dataset, fitted.driver, fitted.window
     tracking = dataset.tracking
     held_out = dataset.split.val
@@ -270,10 +279,15 @@ def _held_out_lip_sync(
 
 
 def _evaluate_driven(
-    config: EvalConfig, fitted: FittedHead, video_path: Path, lip_plot_path: Path
+    config: EvalConfig,
+    fitted: FittedHead,
+    video_path: Path,
+    lip_plot_path: Path,
+    reference_phones: AlignedSpeech | None,
 ) -> DrivenEvalMetrics:
     """The avatar driven by `config.audio`: rendered (and written to `video_path`), its mouth measured in
-    every frame and scored against the audio's phones; the capture's own video as the reference."""
+    every frame and scored against the audio's phones (`reference_phones` if given, else pocketsphinx's); the
+    capture's own video as the reference."""
     clip = drive_with_audio(fitted, config.audio)
     size, fps = fitted.dataset.size, fitted.dataset.fps
     opening = np.full(clip.count, np.nan)
@@ -290,7 +304,7 @@ def _evaluate_driven(
             if points is not None:
                 opening[i] = mouth_opening(points)
             video.write(frame)
-    speech = clip.speech
+    speech = clip.speech if reference_phones is None else reference_phones
     driven = score(opening, speech, fps)
     _, capture_real, reference = _capture_reference(fitted)
     if driven is not None:
@@ -306,6 +320,7 @@ def _evaluate_driven(
         video=video_path,
         plot=lip_plot_path,
         mouth_open_rendered=_series(opening),
+        phones=config.phones,
     )
     metrics.write(config.json)
     return metrics
