@@ -61,12 +61,10 @@ def _segment(entry: object) -> PhoneSegment | None:
     phone, start, end = entry.get("phone"), entry.get("start_s"), entry.get("end_s")
     if not isinstance(phone, str) or not phone.strip():
         return None
-    numbers = [
-        value for value in (start, end) if isinstance(value, int | float) and not isinstance(value, bool)
-    ]
-    if len(numbers) != 2 or not all(math.isfinite(value) for value in numbers):
+    if not all(_is_finite_number(value) for value in (start, end)) or not 0 <= start < end:
         return None
-    start_s, end_s = float(numbers[0]), float(numbers[1])
-    if not 0 <= start_s < end_s:
-        return None
-    return PhoneSegment(phone.strip().upper(), start_s, end_s)
+    return PhoneSegment(phone.strip().upper(), float(start), float(end))
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
