@@ -58,6 +58,47 @@ def test_skinning_moves_gaussians_with_their_landmarks_and_leaves_far_ones():
     assert offsets[0, 3].abs().max() == 0.0
 
 
+def test_narrow_interpolation_moves_a_gaussian_as_its_own_landmark_within_the_same_reach():
+    # an inner lip landmark that drops 4 mm, its neighbours 5 mm away (the outer lip, the chin) 1 mm
+    anchors = torch.tensor([[0.0, 0.0, 0.0], [0.005, 0.0, 0.0], [-0.005, 0.0, 0.0], [0.0, 0.005, 0.0]])
+    motion = torch.tensor([[[0.0, 0.004, 0.0], [0.0, 0.001, 0.0], [0.0, 0.001, 0.0], [0.0, 0.001, 0.0]]])
+    on_landmark = torch.tensor([[0.0, 0.0, 0.0]])
+    wide = skin_offsets(on_landmark, anchors, motion, sigma=0.006)
+    narrow = skin_offsets(on_landmark, anchors, motion, sigma=0.006, interpolation_sigma=0.002)
+    assert float(wide[0, 0, 1]) < 0.0025  # the wide mean: well under the landmark's 4 mm
+    assert float(narrow[0, 0, 1]) > 0.0035  # close to its own landmark's motion
+    # the reach is the wide kernel's: far away nothing moves, and a Gaussian 10 mm out fades alike
+    far = torch.tensor([[0.0, -0.01, 0.0], [0.3, 0.0, 0.0]])
+    faded_wide = skin_offsets(far, anchors, motion, sigma=0.006)
+    faded_narrow = skin_offsets(far, anchors, motion, sigma=0.006, interpolation_sigma=0.002)
+    assert float(faded_narrow[0, 1, 1]) == 0.0
+    reach = torch.exp(-torch.cdist(far[:1], anchors).square() / (2 * 0.006**2)).sum()
+    assert float(reach) < 1.0
+    torch.testing.assert_close(faded_narrow[0, 0, 1], reach * motion[0, 0, 1], rtol=0.1, atol=0.0)  # ~nearest
+    assert float(faded_narrow[0, 0, 1]) > float(faded_wide[0, 0, 1])  # the nearest landmark, not the mean
+
+
+def test_narrow_interpolation_is_continuous_and_keeps_the_lips_apart():
+    anchors = torch.tensor([[0.0, -0.003, 0.0], [0.005, -0.003, 0.0], [0.0, 0.003, 0.0]])  # 2 upper, lower
+    anchor_sides = torch.tensor([-1.0, -1.0, 1.0])
+    motion = torch.tensor([[[0.0, 0.003, 0.0], [0.0, 0.0, 0.0], [0.0, -0.003, 0.0]]])
+    line = torch.stack([torch.linspace(-0.002, 0.007, 91), torch.full((91,), -0.003), torch.zeros(91)], 1)
+    sides = torch.full((91,), -1.0)  # along the upper lip, from one landmark past the other
+    offsets = skin_offsets(
+        line,
+        anchors,
+        motion,
+        0.006,
+        gaussian_sides=sides,
+        anchor_sides=anchor_sides,
+        interpolation_sigma=0.002,
+    )[0, :, 1]
+    steps = offsets.diff()
+    assert float(steps.max()) <= 0.0 and float(steps.abs().max()) < 0.0003  # 0.1 mm apart: no jump
+    assert float(offsets[20]) > 0.0028 and float(offsets[70]) < 0.0002  # each landmark's own motion
+    assert float(offsets.min()) >= 0.0  # never the lower lip's upward motion
+
+
 def _lip_curves():
     """Inner lips 6 mm apart at the middle, meeting at corners x = -/+25 mm (head frame: y down)."""
     x = torch.linspace(-0.025, 0.025, 11)
@@ -98,7 +139,7 @@ def test_sided_skinning_moves_each_lip_with_its_own_landmarks_only():
     torch.testing.assert_close(sided[0, 2], torch.zeros(3), atol=1e-9, rtol=0)  # ... which cancel here
 
 
-def test_the_field_skins_the_lips_sidedly_only_when_configured():
+def test_the_field_skins_the_lips_sidedly_and_narrowly_as_configured():
     canonical = torch.zeros(len(MOUTH_AND_JAW), 3)
     upper, lower = _lip_curves()
     for rows, curve in ((INNER_LIP_UPPER, upper), (INNER_LIP_LOWER, lower)):
@@ -109,14 +150,16 @@ def test_the_field_skins_the_lips_sidedly_only_when_configured():
     motion[0, [MOUTH_AND_JAW.index(i) for i in INNER_LIP_UPPER[1:-1]], 1] = 0.003  # the upper lip drops
     means = torch.tensor([[0.0, -0.005, 0.0], [0.0, 0.005, 0.0]])  # on the upper lip, on the lower lip
     shifts = {}
-    for sided in (True, False):
-        config = replace(DeformationConfig.tiny(), sided_lips=sided)
+    for sided, interpolation in ((True, None), (False, None), (True, 0.002)):
+        config = replace(DeformationConfig.tiny(), sided_lips=sided, mouth_interpolation_sigma=interpolation)
         field = DeformationField(
             config, torch.full((3,), -0.1), torch.full((3,), 0.1), mouth_anchors=canonical
         )
-        shifts[sided] = field.skinned_mouth(means, motion)[0, :, 1]
-    assert float(shifts[True][1]) == 0.0 and float(shifts[False][1]) > 0.0005  # the lower lip stays
-    assert float(shifts[True][0]) > float(shifts[False][0])  # the upper lip moves further alone
+        shifts[sided, interpolation] = field.skinned_mouth(means, motion)[0, :, 1]
+    sided, unsided, narrow = shifts[True, None], shifts[False, None], shifts[True, 0.002]
+    assert float(sided[1]) == 0.0 and float(unsided[1]) > 0.0005  # the lower lip stays
+    assert float(sided[0]) > float(unsided[0])  # the upper lip moves further alone
+    assert float(narrow[0]) > float(sided[0]) and float(narrow[1]) == 0.0  # ... and further with its nearest
 
 
 def test_targets_keep_articulation_and_drop_slow_drift():

@@ -96,6 +96,7 @@ class DeformationConfig:
     color_offset_scale: float = 1.0  # logit units per unit output
     mouth_motion_scale: float = 0.005  # metres per unit output of the mouth-motion head
     mouth_skinning_sigma: float = 0.006  # metres: reach of a landmark's motion (`skin_offsets`)
+    mouth_interpolation_sigma: float | None = 0.002  # metres: within the reach, whose motion a Gaussian takes
     eyelid_skinning_sigma: float = 0.004  # metres: reach of a lid landmark's motion (lids ~10 mm apart)
     sided_lips: bool = True  # each lip's Gaussians follow only their own lip's landmarks (`lip_sides`)
     n_mels: int = 80  # log-mel bands of the audio windows
@@ -146,6 +147,7 @@ class DeformationConfig:
     def from_dict(values: dict) -> DeformationConfig:
         values = dict(values)
         values.setdefault("sided_lips", False)  # fits from before sided lips render as they were fitted
+        values.setdefault("mouth_interpolation_sigma", None)  # and those from before the narrow interpolation
         values["hash_grid"] = HashGridConfig(**values["hash_grid"])
         return DeformationConfig(**values)
 
@@ -429,18 +431,20 @@ class DeformationField(nn.Module):
 
     def skinned_mouth(self, means: Tensor, motion: Tensor) -> Tensor:
         """means [N, 3] canonical, motion [B, J, 3] -> [B, N, 3] the Gaussians' share of the mouth motion."""
-        if not self.config.sided_lips:
-            return skin_offsets(means, self.mouth_anchors, motion, self.config.mouth_skinning_sigma)
-        sides = lip_sides(
-            means, self.mouth_anchors[INNER_LIP_UPPER_ROWS], self.mouth_anchors[INNER_LIP_LOWER_ROWS]
-        )
+        config = self.config
+        sides = None
+        if config.sided_lips:
+            sides = lip_sides(
+                means, self.mouth_anchors[INNER_LIP_UPPER_ROWS], self.mouth_anchors[INNER_LIP_LOWER_ROWS]
+            )
         return skin_offsets(
             means,
             self.mouth_anchors,
             motion,
-            self.config.mouth_skinning_sigma,
+            config.mouth_skinning_sigma,
             gaussian_sides=sides,
-            anchor_sides=self.anchor_lip_sides,
+            anchor_sides=None if sides is None else self.anchor_lip_sides,
+            interpolation_sigma=config.mouth_interpolation_sigma,
         )
 
     def extra_repr(self) -> str:

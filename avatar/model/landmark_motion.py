@@ -158,6 +158,7 @@ def skin_offsets(
     *,
     gaussian_sides: Tensor | None = None,
     anchor_sides: Tensor | None = None,
+    interpolation_sigma: float | None = None,
 ) -> Tensor:
     """Offsets of Gaussians that follow the landmarks near them.
 
@@ -165,6 +166,11 @@ def skin_offsets(
     weighted mean of its neighbours' motion inside the mouth region, fading to nothing away from it. With
     sides (-1, 0 or +1 each, e.g. `lip_sides`), w_ij is zero where the Gaussian and the landmark lie on
     opposite sides (a side of 0 follows both), so the two lips of a closing mouth do not average each other.
+
+    With `interpolation_sigma` (smaller than `sigma`), the mean is taken with the narrower kernel's weights,
+    normalised, and only the fade, min(1, sum_j w_ij), keeps `sigma`'s reach: a Gaussian on a landmark moves
+    as that landmark does rather than as the mean of everything within `sigma` (on a fitted lower lip the wide
+    mean moved 0.69 of the inner lip's motion, so the rendered mouth opened 0.8 of the tracked one).
 
     Args:
         canonical_means: Tensor  # [N, 3]
@@ -175,10 +181,17 @@ def skin_offsets(
     Returns:
         offsets: Tensor  # [B, N, 3]
     """
-    weights = torch.exp(-torch.cdist(canonical_means, anchors).square() / (2 * sigma**2))  # [N, J]
+    squared = torch.cdist(canonical_means, anchors).square()  # [N, J]
+    allowed = torch.ones_like(squared, dtype=torch.bool)
     if gaussian_sides is not None and anchor_sides is not None:
-        weights = weights * (gaussian_sides[:, None] * anchor_sides[None, :] >= 0)
-    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+        allowed = gaussian_sides[:, None] * anchor_sides[None, :] >= 0
+    weights = torch.exp(-squared / (2 * sigma**2)) * allowed
+    reach = weights.sum(dim=1, keepdim=True)
+    if interpolation_sigma is None:
+        weights = weights / reach.clamp_min(1.0)
+    else:
+        logits = (-squared / (2 * interpolation_sigma**2)).masked_fill(~allowed, -torch.inf)
+        weights = torch.softmax(logits, dim=1).nan_to_num(0.0) * reach.clamp_max(1.0)
     return torch.einsum("nj,bjc->bnc", weights, motion)
 
 
