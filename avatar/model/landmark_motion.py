@@ -178,6 +178,7 @@ def skin_offsets(
         motion: Tensor  # [B, J, 3]
         gaussian_sides: Tensor | None  # [N]
         anchor_sides: Tensor | None  # [J]
+        interpolation_sigma: float | None  # metres; None: the mean with `sigma`'s weights
     Returns:
         offsets: Tensor  # [B, N, 3]
     """
