@@ -183,15 +183,18 @@ def skin_offsets(
         offsets: Tensor  # [B, N, 3]
     """
     squared = torch.cdist(canonical_means, anchors).square()  # [N, J]
-    allowed = torch.ones_like(squared, dtype=torch.bool)
+    weights = torch.exp(-squared / (2 * sigma**2))
+    allowed = None
     if gaussian_sides is not None and anchor_sides is not None:
         allowed = gaussian_sides[:, None] * anchor_sides[None, :] >= 0
-    weights = torch.exp(-squared / (2 * sigma**2)) * allowed
+        weights = weights * allowed
     reach = weights.sum(dim=1, keepdim=True)
     if interpolation_sigma is None:
         weights = weights / reach.clamp_min(1.0)
     else:
-        logits = (-squared / (2 * interpolation_sigma**2)).masked_fill(~allowed, -torch.inf)
+        logits = -squared / (2 * interpolation_sigma**2)
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, -torch.inf)
         weights = torch.softmax(logits, dim=1).nan_to_num(0.0) * reach.clamp_max(1.0)
     return torch.einsum("nj,bjc->bnc", weights, motion)
 
