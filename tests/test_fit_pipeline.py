@@ -22,9 +22,11 @@ import torch
 from avatar.cli import main
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
+from avatar.drive.articulation import articulation_gain
 from avatar.drive.blinks import eye_levels
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import load_fitted
+from avatar.drive.opening_transfer import MIN_MEASURED, OpeningTransfer
 from avatar.drive.video import RenderConfig, drive_with_audio, render_video
 from avatar.eval.evaluate import EvalMetrics
 from avatar.face.landmarks import MOUTH_AND_JAW, UPPER_EYELIDS
@@ -302,3 +304,25 @@ def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sa
         np.asarray(voice_only.signals.audio)[..., :n_mels], np.asarray(matched.signals.audio)[..., :n_mels]
     )
     assert voice_only.speech.phones == matched.speech.phones  # still there to score the render
+
+
+@pytest.mark.slow
+def test_the_opening_transfer_is_measured_once_and_corrects_the_gain(sample_runs, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(sample_runs["audio"][0], run)
+    (run / "opening_transfer.json").unlink(missing_ok=True)  # the fixture's eval measured it already
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    transfer = fitted.opening_transfer
+    assert transfer.frames >= MIN_MEASURED and transfer.checkpoint_step == fitted.step
+    assert 0.3 < transfer.transfer < 1.5, transfer  # the rendered mouth moves, about as much as the real one
+    assert OpeningTransfer.read(run / "opening_transfer.json") == transfer
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr("avatar.drive.driver.measure_opening_transfer", not_again)
+    again = load_fitted(run, device="cpu", backend="torch")
+    assert again.opening_transfer == transfer
+    signals = again.capture_signals()
+    uncorrected = articulation_gain(again.driver.model, signals, again.articulation_level, again.dataset.fps)
+    assert again.articulation_gain(signals) == pytest.approx(uncorrected * transfer.correction)

@@ -18,14 +18,20 @@ from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
 from avatar.drive.articulation import ArticulationLevel, articulation_gain, capture_level
-from avatar.drive.compositor import head_over, torso_over_background
+from avatar.drive.compositor import head_over, to_uint8, torso_over_background
+from avatar.drive.opening_transfer import (
+    OpeningTransfer,
+    cached_opening_transfer,
+    measure_opening_transfer,
+    measurement_frames,
+)
 from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.deformation import FrameConditions
 from avatar.model.landmark_motion import rest_motion, tracked_motion
 from avatar.model.talking_head import ClipSignals, TalkingHead
 from avatar.render.rasterize import render_gaussians
 from avatar.runs.record import RunRecord
-from avatar.runs.run_dir import load_model
+from avatar.runs.run_dir import RunLayout, load_model
 
 
 @dataclass
@@ -83,6 +89,7 @@ class FittedHead:
     record: RunRecord
     step: int  # of the checkpoint loaded
     dataset: Dataset
+    run_dir: Path
 
     @property
     def window(self) -> HeadWindow:
@@ -113,12 +120,37 @@ class FittedHead:
         loudness = speech_loudness(log_mel[..., : self.record.audio_features.n_mels])
         return capture_level(tracked, rest_motion(tracked, loudness, train), loudness, train)
 
+    @cached_property
+    def opening_transfer(self) -> OpeningTransfer:
+        """How far the rendered mouth opens for the tracked motion against the real one
+        (avatar/drive/opening_transfer.py): measured on the first use of a checkpoint, then read back."""
+        dataset = self.dataset
+        tracked = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
+        signals = self.capture_signals()
+        viewmats = torch.from_numpy(dataset.tracking.viewmats).float()
+        background = dataset.background()
+        driver = self.driver
+
+        def conditions(index: int) -> FrameConditions:
+            return signals.conditions([index], window=driver.model.window, device=driver.device)
+
+        def render(index: int, frame_conditions: FrameConditions) -> np.ndarray:
+            head = driver.render(frame_conditions, viewmats[index : index + 1])[0]
+            return to_uint8(self.composite(head, index, background))
+
+        def measure() -> OpeningTransfer:
+            frames = measurement_frames(dataset.split.train[dataset.tracking.valid[dataset.split.train]])
+            return measure_opening_transfer(render, conditions, dataset.frame, tracked, frames, self.step)
+
+        return cached_opening_transfer(RunLayout(self.run_dir).opening_transfer, self.step, measure)
+
     def articulation_gain(self, signals: ClipSignals, frames: np.ndarray | None = None) -> float:
         """The mouth scale that matches the articulation of `signals` (its `frames`, default all) to the
-        capture's."""
-        return articulation_gain(
+        capture's, corrected for how far this head's rendered mouth opens (`opening_transfer`)."""
+        gain = articulation_gain(
             self.driver.model, signals, self.articulation_level, self.dataset.fps, frames
         )
+        return gain * self.opening_transfer.correction
 
     def capture_signals(self) -> ClipSignals:
         """The capture's own driving signals, as the fit saw them."""
@@ -158,4 +190,4 @@ def load_fitted(
             fix="Pass the dataset the run was fitted to",
         )
     driver = HeadDriver(fitted.model, record.K_window, record.resolution, backend)
-    return FittedHead(driver, record, fitted.step, opened)
+    return FittedHead(driver, record, fitted.step, opened, Path(run_dir))

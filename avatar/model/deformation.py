@@ -4,7 +4,8 @@ For N canonical Gaussians and a batch of B frames:
 
     canonical means [N, 3] --bounding box--> [0, 1]^3 --hash grid--> [N, L*F] --MLP--> queries [N, Dq]
     audio [B, W, 16, C]  --AudioTokenizer--> [B, Dc] --Linear (zero-initialised)--> mouth motion [B, J, 3]
-                         (C = 80 log-mel bands + the phone channels, avatar/audio/driving.py; the motion of
+                         (C = 80 log-mel bands + the phone channels, avatar/audio/driving.py, heard with
+                         the phones' articulatory features, avatar/audio/phone_features.py; the motion of
                          the mouth/jaw landmarks; a constant when audio is disabled)
     mouth motion         --MLP-->            articulation token [B, Dc]
     eye [B]              --MLP-->            eye token [B, Dc]
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avatar.audio.driving import PHONE_CLASSES
+from avatar.audio.phone_features import ARTICULATORY_FEATURES, articulatory_table
 from avatar.face.landmarks import (
     EYELIDS,
     INNER_LIP_LOWER,
@@ -101,6 +103,7 @@ class DeformationConfig:
     sided_lips: bool = True  # each lip's Gaussians follow only their own lip's landmarks (`lip_sides`)
     n_mels: int = 80  # log-mel bands of the audio windows
     phone_classes: int = PHONE_CLASSES  # phone channels after them (avatar/audio/driving.py); 0: none
+    articulatory_features: bool = True  # the phones' articulatory features heard beside them (phone_features)
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
@@ -139,6 +142,11 @@ class DeformationConfig:
             raise ValueError(f"unknown deformation preset {name!r}; use one of {', '.join(presets)}")
         return presets[name]()
 
+    @property
+    def articulatory_channels(self) -> int:
+        """How many channels of articulatory features the audio tokenizer hears after the phones."""
+        return len(ARTICULATORY_FEATURES) if self.articulatory_features and self.phone_classes else 0
+
     def to_dict(self) -> dict:
         """Plain JSON-able values; `from_dict` inverts it."""
         return asdict(self)
@@ -148,6 +156,7 @@ class DeformationConfig:
         values = dict(values)
         values.setdefault("sided_lips", False)  # fits from before sided lips render as they were fitted
         values.setdefault("mouth_interpolation_sigma", None)  # and those from before the narrow interpolation
+        values.setdefault("articulatory_features", False)  # and those that heard the phones alone
         values["hash_grid"] = HashGridConfig(**values["hash_grid"])
         return DeformationConfig(**values)
 
@@ -292,9 +301,11 @@ class DeformationField(nn.Module):
         self.audio_tokenizer = AudioTokenizer(
             config.token_width,
             config.window,
-            n_mels=config.n_mels + config.phone_classes,
+            n_mels=config.n_mels + config.phone_classes + config.articulatory_channels,
             channels=config.audio_channels,
         )
+        if config.articulatory_channels:  # stored: a fit renders with the table it was fitted with
+            self.register_buffer("phone_articulation", torch.from_numpy(articulatory_table()))
         self.articulation_mlp = _mlp([3 * len(MOUTH_AND_JAW), config.condition_hidden, config.token_width])
         self.eye_mlp = _mlp([1, config.condition_hidden, config.token_width])
         self.view_mlp = _mlp([3, config.condition_hidden, config.token_width])
@@ -330,10 +341,15 @@ class DeformationField(nn.Module):
         return self.query_mlp(encoded.float())
 
     def audio_token(self, audio: Tensor) -> Tensor:
-        """audio [B, W, steps, n_mels] -> [B, Dc] (zeros when audio is disabled)."""
-        if self.audio_enabled:
-            return self.audio_tokenizer(audio.float())
-        return self.null_token.new_zeros(audio.shape[0], self.config.token_width)
+        """audio [B, W, steps, C] driving features -> [B, Dc] (zeros when audio is disabled). With
+        `articulatory_features`, the phones' features (`avatar.audio.phone_features`) are heard after them."""
+        if not self.audio_enabled:
+            return self.null_token.new_zeros(audio.shape[0], self.config.token_width)
+        audio = audio.float()
+        if self.config.articulatory_channels:
+            phones = audio[..., self.config.n_mels :]
+            audio = torch.cat([audio, phones @ self.phone_articulation], dim=-1)
+        return self.audio_tokenizer(audio)
 
     def mouth_motion(self, audio_token: Tensor) -> Tensor:
         """audio token [B, Dc] -> [B, J, 3] predicted motion of the `MOUTH_AND_JAW`, metres, head frame."""

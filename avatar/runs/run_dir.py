@@ -49,6 +49,10 @@ class RunLayout:
     def eval_driven_video(self) -> Path:
         return self.root / "eval_driven.mp4"
 
+    @property
+    def opening_transfer(self) -> Path:
+        return self.root / "opening_transfer.json"
+
 
 def read_run(run_dir: Path) -> RunRecord:
     """The run's `run.json`: how to rebuild and drive its model."""
