@@ -170,7 +170,7 @@ def driven_frame_steps(
     def forward_backward() -> None:  # as a training step: the render's loss and the audio's mouth-motion loss
         head.zero_grad(set_to_none=True)
         field = head.deformation
-        motion = field.mouth_motion(field.audio_token(conditions.audio))
+        motion = field.mouth_motion(conditions.audio)
         (frame().sum() + motion.sum()).backward()
 
     return forward, forward_backward, head

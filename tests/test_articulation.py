@@ -48,7 +48,8 @@ def _signals(loudness: np.ndarray, seed: int = 0) -> ClipSignals:
 def _talking_head():
     head = make_head(200, seed=1)
     with torch.no_grad():
-        nn.init.normal_(head.deformation.mouth_motion_head.weight, std=0.3)
+        for member in head.deformation.motion_predictors:
+            nn.init.normal_(member.head.weight, std=0.3)
     return head
 
 

@@ -46,7 +46,7 @@ def test_the_field_hears_the_phones_features_after_them():
     config = DeformationConfig.tiny()
     field = _field(config)
     assert config.articulatory_channels == len(ARTICULATORY_FEATURES)
-    first = field.audio_tokenizer.encoder.convolutions[0]
+    first = field.motion_predictors[0].tokenizer.encoder.convolutions[0]
     assert first.in_channels == config.n_mels + config.phone_classes + len(ARTICULATORY_FEATURES)
     audio = torch.randn(3, config.window, 16, config.n_mels)
     phones = torch.zeros(3, config.window, 16, config.phone_classes)
@@ -54,9 +54,7 @@ def test_the_field_hears_the_phones_features_after_them():
     phones[1, ..., ARPABET.index("M")] = 1.0  # window 2: no phones (silence, or unaligned audio)
     driving = torch.cat([audio, phones], dim=-1)
     features = phones @ torch.from_numpy(articulatory_table())
-    with torch.no_grad():
-        expected = field.audio_tokenizer(torch.cat([driving, features], dim=-1))
-        torch.testing.assert_close(field.audio_token(driving), expected)
+    torch.testing.assert_close(field.heard(driving), torch.cat([driving, features], dim=-1))
     assert not features[2].any()  # silence hears no features either
     assert "phone_articulation" in field.state_dict()  # a fit renders with the table it was fitted with
 
@@ -65,7 +63,8 @@ def test_fits_without_phones_or_from_before_hear_no_features():
     no_phones = replace(DeformationConfig.tiny(), phone_classes=0)
     assert no_phones.articulatory_channels == 0
     field = _field(no_phones)
-    assert field.audio_tokenizer.encoder.convolutions[0].in_channels == no_phones.n_mels
+    assert field.motion_predictors[0].tokenizer.encoder.convolutions[0].in_channels == no_phones.n_mels
+    torch.testing.assert_close(field.heard(torch.ones(1, 9, 16, 80)), torch.ones(1, 9, 16, 80))
     assert "phone_articulation" not in field.state_dict()
     older = DeformationConfig.tiny().to_dict()
     del older["articulatory_features"]  # a run.json written before the features

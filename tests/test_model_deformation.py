@@ -49,7 +49,7 @@ def make_conditions(batch: int, window: int = 9, seed: int = 0) -> FrameConditio
 def randomise_output_layer(field: DeformationField, seed: int = 0) -> None:
     """The zero-initialised layers (the head's last and the mouth motion's) made random."""
     torch.manual_seed(seed)
-    for layer in (field.head[-1], field.mouth_motion_head):
+    for layer in (field.head[-1], *(member.head for member in field.motion_predictors)):
         nn.init.normal_(layer.weight, std=0.1)
         nn.init.normal_(layer.bias, std=0.1)
 
@@ -153,7 +153,7 @@ def test_gradients_reach_every_parameter_after_one_step():
             ],
             dim=-1,
         )
-        motion = field.mouth_motion(field.audio_token(conditions.audio))  # the audio path's own loss
+        motion = field.mouth_motion(conditions.audio)  # the audio path's own loss
         return (outputs * projection).sum() + outputs.square().sum() + motion.sum()
 
     toy_loss().backward()  # only the zero-initialised output layers have a gradient at first
@@ -163,7 +163,7 @@ def test_gradients_reach_every_parameter_after_one_step():
     groups = {
         "hash_grid": 0,
         "query_mlp": 0,
-        "audio_tokenizer": 0,
+        "motion_predictors": 0,
         "articulation_mlp": 0,
         "eye_mlp": 0,
         "view_mlp": 0,
@@ -223,8 +223,7 @@ def test_the_render_reaches_the_audio_only_through_the_given_or_predicted_motion
     torch.testing.assert_close(first.d_means, second.d_means)  # the given motion decides, not the audio
     deltas, _ = field(means, conditions)
     deltas.d_means.sum().backward()
-    assert all(p.grad is None for p in field.audio_tokenizer.parameters())  # the render does not train it
-    assert all(p.grad is None for p in field.mouth_motion_head.parameters())
+    assert all(p.grad is None for p in field.motion_predictors.parameters())  # the render does not train it
     with pytest.raises(ValueError, match="motion"):
         field(means, FrameConditions(conditions.audio, conditions.eye, conditions.view, motion=motion[:1]))
 
@@ -241,8 +240,8 @@ def test_windows_with_phones_predict_the_mean_of_all_channels_and_the_phones_alo
     voiceless[..., :n_mels] = 0.0
     with torch.no_grad():
         predicted = field.predicted_motion(audio)
-        whole = field.mouth_motion(field.audio_token(audio))
-        alone = field.mouth_motion(field.audio_token(voiceless))
+        whole = field.mouth_motion(audio)
+        alone = field.mouth_motion(voiceless)
     torch.testing.assert_close(predicted[:2], 0.5 * (whole[:2] + alone[:2]))
     torch.testing.assert_close(predicted[2], whole[2])
     assert not torch.allclose(whole[:2], alone[:2])
@@ -252,9 +251,7 @@ def test_windows_with_phones_predict_the_mean_of_all_channels_and_the_phones_alo
     randomise_output_layer(no_phones)
     log_mel = audio[..., :n_mels]
     with torch.no_grad():
-        torch.testing.assert_close(
-            no_phones.predicted_motion(log_mel), no_phones.mouth_motion(no_phones.audio_token(log_mel))
-        )
+        torch.testing.assert_close(no_phones.predicted_motion(log_mel), no_phones.mouth_motion(log_mel))
 
 
 def test_apply_zero_deltas_is_the_identity():
@@ -348,9 +345,10 @@ def test_mouth_motion_from_audio_moves_the_gaussians_near_the_mouth_anchors():
     field = make_field(means, mouth_anchors=anchors)
     conditions = make_conditions(2, seed=2)
     with torch.no_grad():
-        nn.init.normal_(field.mouth_motion_head.weight, std=0.5)
+        for member in field.motion_predictors:
+            nn.init.normal_(member.head.weight, std=0.5)
         deltas, _ = field(means, conditions)
-        motion = field.mouth_motion(field.audio_token(conditions.audio))
+        motion = field.mouth_motion(conditions.audio)
     assert motion.shape == (2, len(MOUTH_AND_JAW), 3)
     assert not torch.allclose(motion[0], motion[1])  # two frames' audio, two mouths
     assert deltas.d_means[:, :5].abs().amax() > 1e-4
@@ -382,3 +380,49 @@ def test_the_eye_signal_moves_the_gaussians_near_the_lids_by_the_rig():
     assert float(restored.eyelids.centre) == pytest.approx(0.9)
     with pytest.raises(ValueError, match="eyelid rig"):
         make_field(means, eyelids=EyelidRig(anchors[:3], slopes[:3], 0.9))
+
+
+def test_the_mouth_motion_is_the_mean_of_the_motion_predictors():
+    torch.manual_seed(5)
+    means = torch.rand(20, 3) * 0.15
+    field = make_field(means)
+    randomise_output_layer(field)
+    assert len(field.motion_predictors) == DeformationConfig.tiny().motion_predictors == 3
+    audio = make_conditions(4, seed=6).audio
+    with torch.no_grad():
+        members = field.member_motions(audio)
+        assert members.shape == (3, 4, len(MOUTH_AND_JAW), 3)
+        torch.testing.assert_close(field.mouth_motion(audio), members.mean(0))
+        for k, member in enumerate(field.motion_predictors):
+            torch.testing.assert_close(members[k], member(field.heard(audio)))
+    assert not torch.allclose(members[0], members[1])  # different random starts
+    silent = DeformationField(
+        DeformationConfig.tiny(), *padded_bounds(means), audio_enabled=False, hash_grid_backend="torch"
+    )
+    assert not silent.mouth_motion(audio).any() and not silent.member_motions(audio).any()
+
+
+def test_a_fit_from_before_the_ensemble_loads_into_one_predictor():
+    torch.manual_seed(7)
+    means = torch.rand(20, 3) * 0.15
+    single = replace(DeformationConfig.tiny(), motion_predictors=1, articulatory_features=False)
+    field = DeformationField(single, *padded_bounds(means), hash_grid_backend="torch")
+    randomise_output_layer(field)
+    older = {  # the keys such a checkpoint holds
+        key.replace("motion_predictors.0.tokenizer.", "audio_tokenizer.").replace(
+            "motion_predictors.0.head.", "mouth_motion_head."
+        ): value
+        for key, value in field.state_dict().items()
+    }
+    assert "audio_tokenizer.encoder.project.weight" in older and "mouth_motion_head.weight" in older
+    config = single.to_dict()
+    del config["motion_predictors"], config["articulatory_features"]  # a run.json from before either
+    restored = DeformationField(
+        DeformationConfig.from_dict(config), *padded_bounds(means), hash_grid_backend="torch"
+    )
+    restored.load_state_dict(older)
+    audio = make_conditions(2, seed=8).audio[..., : 80 + PHONE_CLASSES]
+    with torch.no_grad():
+        torch.testing.assert_close(restored.predicted_motion(audio), field.predicted_motion(audio))
+    with pytest.raises(ValueError, match="motion_predictors"):
+        replace(DeformationConfig.tiny(), motion_predictors=0)

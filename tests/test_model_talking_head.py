@@ -87,7 +87,7 @@ def test_gradients_reach_the_gaussians_and_every_deformation_group_after_one_ste
     def toy_loss() -> torch.Tensor:
         sets, attention = head(conditions)
         field = head.deformation
-        loss = attention[..., 0].mean() + field.mouth_motion(field.audio_token(conditions.audio)).sum()
+        loss = attention[..., 0].mean() + field.mouth_motion(conditions.audio).sum()
         for b, gaussians in enumerate(sets):
             for name, weight in weights.items():
                 value = getattr(gaussians, name).reshape(400, -1)
@@ -107,8 +107,8 @@ def test_gradients_reach_the_gaussians_and_every_deformation_group_after_one_ste
         "gaussians.means",
         "gaussians.color_logits",
         "deformation.hash_grid",
-        "deformation.audio_tokenizer.encoder",
-        "deformation.audio_tokenizer.smoother",
+        "deformation.motion_predictors.0.tokenizer.encoder",
+        "deformation.motion_predictors.0.tokenizer.smoother",
         "deformation.eye_mlp",
         "deformation.view_mlp",
         "deformation.null_token",

@@ -240,3 +240,23 @@ def test_some_samples_with_phones_hear_them_alone():
     torch.testing.assert_close(heard[..., n_mels:], audio[..., n_mels:])  # the phones are kept
     kept = ~voiceless
     torch.testing.assert_close(heard[kept], audio[kept])
+
+
+def test_each_motion_predictor_learns_from_batches_of_its_own():
+    model = make_head(100)
+    step = _step(model, replace(TINY, silence_probability=0.0, audio_augmentation=0.0, phone_dropout=0.0))
+    field = model.deformation
+    members = len(field.motion_predictors)
+    seen: list[torch.Tensor] = []
+    hooks = [
+        member.register_forward_hook(lambda _, args, out: seen.append(args[0]))
+        for member in field.motion_predictors
+    ]
+    loss = step.mouth_motion(torch.Generator().manual_seed(3))
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == members and all(len(batch) == TINY.motion_batch for batch in seen)
+    assert not torch.equal(seen[0], seen[1])  # not the same frames
+    loss.backward()
+    for member in field.motion_predictors:  # every member is trained
+        assert float(member.head.weight.grad.abs().sum()) > 0

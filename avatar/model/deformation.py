@@ -3,10 +3,11 @@
 For N canonical Gaussians and a batch of B frames:
 
     canonical means [N, 3] --bounding box--> [0, 1]^3 --hash grid--> [N, L*F] --MLP--> queries [N, Dq]
-    audio [B, W, 16, C]  --AudioTokenizer--> [B, Dc] --Linear (zero-initialised)--> mouth motion [B, J, 3]
+    audio [B, W, 16, C]  --K x (AudioTokenizer -> Linear, zero-initialised), mean--> mouth motion [B, J, 3]
                          (C = 80 log-mel bands + the phone channels, avatar/audio/driving.py, heard with
-                         the phones' articulatory features, avatar/audio/phone_features.py; the motion of
-                         the mouth/jaw landmarks; a constant when audio is disabled)
+                         the phones' articulatory features, avatar/audio/phone_features.py; the K motion
+                         predictors of avatar/model/motion_predictor.py; the motion of the mouth/jaw
+                         landmarks; zero when audio is disabled)
     mouth motion         --MLP-->            articulation token [B, Dc]
     eye [B]              --MLP-->            eye token [B, Dc]
     view [B, 3]          --MLP-->            view token [B, Dc]
@@ -54,11 +55,12 @@ from avatar.face.landmarks import (
     MOUTH_AND_JAW,
     UPPER_LIP,
 )
-from avatar.model.audio_encoder import LEAKY_SLOPE, AudioTokenizer
+from avatar.model.audio_encoder import LEAKY_SLOPE
 from avatar.model.encoding.hash_grid import HashGridConfig
 from avatar.model.encoding.select import make_hash_grid
 from avatar.model.gaussians import GaussianSet
 from avatar.model.landmark_motion import EyelidRig, lip_sides, skin_offsets
+from avatar.model.motion_predictor import MotionEnsemble, MotionPredictor
 from avatar.model.spatial_audio_attention import SpatialAudioAttention
 
 NUM_OUTPUTS = 14  # means 3, quats 4, log scales 3, opacity 1, colour 3
@@ -104,13 +106,24 @@ class DeformationConfig:
     n_mels: int = 80  # log-mel bands of the audio windows
     phone_classes: int = PHONE_CLASSES  # phone channels after them (avatar/audio/driving.py); 0: none
     articulatory_features: bool = True  # the phones' articulatory features heard beside them (phone_features)
+    motion_predictors: int = (
+        3  # audio -> mouth-motion networks whose mean drives the mouth (motion_predictor)
+    )
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
             raise ValueError(f"window must be a positive odd number of frames, got {self.window}")
         if self.phone_classes not in (0, PHONE_CLASSES):
             raise ValueError(f"phone_classes must be 0 or {PHONE_CLASSES}, got {self.phone_classes}")
-        for name in ("feature_width", "token_width", "heads", "audio_channels", "condition_hidden", "hidden"):
+        for name in (
+            "feature_width",
+            "token_width",
+            "heads",
+            "audio_channels",
+            "condition_hidden",
+            "hidden",
+            "motion_predictors",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -157,6 +170,7 @@ class DeformationConfig:
         values.setdefault("sided_lips", False)  # fits from before sided lips render as they were fitted
         values.setdefault("mouth_interpolation_sigma", None)  # and those from before the narrow interpolation
         values.setdefault("articulatory_features", False)  # and those that heard the phones alone
+        values.setdefault("motion_predictors", 1)  # and those with one motion predictor
         values["hash_grid"] = HashGridConfig(**values["hash_grid"])
         return DeformationConfig(**values)
 
@@ -234,6 +248,21 @@ def padded_bounds(means: Tensor, padding: float = BOUNDS_PADDING) -> tuple[Tenso
     return low - margin, high + margin
 
 
+_SINGLE_PREDICTOR_KEYS = {
+    "audio_tokenizer.": "motion_predictors.0.tokenizer.",
+    "mouth_motion_head.": "motion_predictors.0.head.",
+}
+
+
+def _single_predictor_keys(state_dict: dict, prefix: str, *args: object) -> None:
+    """Renames a checkpoint's keys from before the motion ensemble (one `audio_tokenizer` and
+    `mouth_motion_head`) to its first member, so such fits load as they were fitted."""
+    for key in [key for key in state_dict if key.startswith(prefix)]:
+        for old, new in _SINGLE_PREDICTOR_KEYS.items():
+            if key.startswith(prefix + old):
+                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+
+
 def _mlp(widths: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for index, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -250,8 +279,8 @@ class DeformationField(nn.Module):
         config: sizes and offset scales
         bounds_min, bounds_max: [3] the box mapped to [0, 1]^3 for the hash grid (see `padded_bounds`);
             positions outside it are clamped. Stored as buffers, so a checkpoint restores them.
-        audio_enabled: False replaces the audio token by zeros (the no-audio ablation); the audio tokenizer
-            is still built, so checkpoints of both variants have the same keys.
+        audio_enabled: False replaces the predicted mouth motion by zeros (the no-audio ablation); the motion
+            predictors are still built, so checkpoints of both variants have the same keys.
         hash_grid_backend: "auto", "torch", "cuda" or "tcnn" (see `avatar.model.encoding.select.make_hash_grid`; "auto"
             picks a CUDA grid only on a CUDA `device`)
         device: where the module lives; default the device of `bounds_min`
@@ -298,12 +327,18 @@ class DeformationField(nn.Module):
         device = torch.device(device) if device is not None else bounds_min.device
         self.hash_grid = make_hash_grid(config.hash_grid, hash_grid_backend, device=device)
         self.query_mlp = _mlp([config.hash_grid.n_output_dims, config.feature_width, config.feature_width])
-        self.audio_tokenizer = AudioTokenizer(
-            config.token_width,
-            config.window,
-            n_mels=config.n_mels + config.phone_classes + config.articulatory_channels,
-            channels=config.audio_channels,
+        self.motion_predictors = MotionEnsemble(
+            MotionPredictor(
+                len(MOUTH_AND_JAW),
+                config.n_mels + config.phone_classes + config.articulatory_channels,
+                token_width=config.token_width,
+                window=config.window,
+                conv_channels=config.audio_channels,
+                motion_scale=config.mouth_motion_scale,
+            )
+            for _ in range(config.motion_predictors)
         )
+        self._register_load_state_dict_pre_hook(_single_predictor_keys)
         if config.articulatory_channels:  # stored: a fit renders with the table it was fitted with
             self.register_buffer("phone_articulation", torch.from_numpy(articulatory_table()))
         self.articulation_mlp = _mlp([3 * len(MOUTH_AND_JAW), config.condition_hidden, config.token_width])
@@ -317,9 +352,6 @@ class DeformationField(nn.Module):
         self.head = _mlp([config.hidden, config.hidden, NUM_OUTPUTS])
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
-        self.mouth_motion_head = nn.Linear(config.token_width, 3 * len(MOUTH_AND_JAW))
-        nn.init.zeros_(self.mouth_motion_head.weight)
-        nn.init.zeros_(self.mouth_motion_head.bias)
         offset_scales = (
             [config.position_offset_scale] * 3
             + [config.rotation_offset_scale] * 4
@@ -340,21 +372,29 @@ class DeformationField(nn.Module):
         encoded = self.hash_grid(self.normalized_positions(canonical_means.detach()))
         return self.query_mlp(encoded.float())
 
-    def audio_token(self, audio: Tensor) -> Tensor:
-        """audio [B, W, steps, C] driving features -> [B, Dc] (zeros when audio is disabled). With
-        `articulatory_features`, the phones' features (`avatar.audio.phone_features`) are heard after them."""
-        if not self.audio_enabled:
-            return self.null_token.new_zeros(audio.shape[0], self.config.token_width)
+    def heard(self, audio: Tensor) -> Tensor:
+        """audio [B, W, steps, C] driving features -> [B, W, steps, C + A] what the motion predictors hear:
+        with `articulatory_features`, the phones' features (`avatar.audio.phone_features`) after them."""
         audio = audio.float()
-        if self.config.articulatory_channels:
-            phones = audio[..., self.config.n_mels :]
-            audio = torch.cat([audio, phones @ self.phone_articulation], dim=-1)
-        return self.audio_tokenizer(audio)
+        if not self.config.articulatory_channels:
+            return audio
+        phones = audio[..., self.config.n_mels :]
+        return torch.cat([audio, phones @ self.phone_articulation], dim=-1)
 
-    def mouth_motion(self, audio_token: Tensor) -> Tensor:
-        """audio token [B, Dc] -> [B, J, 3] predicted motion of the `MOUTH_AND_JAW`, metres, head frame."""
-        motion = self.mouth_motion_head(audio_token) * self.config.mouth_motion_scale
-        return motion.view(audio_token.shape[0], len(MOUTH_AND_JAW), 3)
+    def member_motions(self, audio: Tensor) -> Tensor:
+        """audio [B, W, steps, C] -> [K, B, J, 3] the motion each of the K predictors says (zeros when audio is
+        disabled), metres, head frame: what the motion loss trains, each member on its own batch."""
+        if not self.audio_enabled:
+            batch, members = audio.shape[0], len(self.motion_predictors)
+            return self.mouth_anchors.new_zeros(members, batch, len(MOUTH_AND_JAW), 3)
+        return self.motion_predictors.members(self.heard(audio))
+
+    def mouth_motion(self, audio: Tensor) -> Tensor:
+        """audio [B, W, steps, C] -> [B, J, 3] the predictors' mean motion of the `MOUTH_AND_JAW` (zeros when
+        audio is disabled), metres, head frame."""
+        if not self.audio_enabled:
+            return self.mouth_anchors.new_zeros(audio.shape[0], len(MOUTH_AND_JAW), 3)
+        return self.motion_predictors(self.heard(audio))
 
     def predicted_motion(self, audio: Tensor) -> Tensor:
         """audio [B, W, steps, C] -> [B, J, 3] the mouth motion the audio predicts.
@@ -366,13 +406,13 @@ class DeformationField(nn.Module):
         the phones alone and 0.77 from the mean, and the correlation with the tracked gap on the clip's own
         held-out frames 0.71, 0.67 and 0.71. Windows without phones (silence, audio that could not be
         aligned) use all channels: the language-independent path."""
-        motion = self.mouth_motion(self.audio_token(audio))
+        motion = self.mouth_motion(audio)
         has_phones = self.windows_with_phones(audio)
         if not bool(has_phones.any()):
             return motion
         n_mels = self.config.n_mels
         voiceless = torch.cat([torch.zeros_like(audio[..., :n_mels]), audio[..., n_mels:]], dim=-1)
-        alone = self.mouth_motion(self.audio_token(voiceless))
+        alone = self.mouth_motion(voiceless)
         return torch.where(has_phones[:, None, None], 0.5 * (motion + alone), motion)
 
     def windows_with_phones(self, audio: Tensor) -> Tensor:

@@ -76,14 +76,17 @@ class TrainStep:
 
     def mouth_motion(self, generator: torch.Generator) -> Tensor:
         """The mouth motion predicted from the audio of `settings.motion_batch` random training frames against
-        the tracked motion; a fraction `settings.silence_probability` hear silence and must show the mouth at
-        rest; plus `settings.lip_gap_weight` times the inner lips' gap error (`lip_gap_loss`). Every stage trains
-        it; it needs no rendering."""
+        the tracked motion, for each of the field's motion predictors on batches of its own (the mean of their
+        losses); a fraction `settings.silence_probability` hear silence and must show the mouth at rest; plus
+        `settings.lip_gap_weight` times the inner lips' gap error (`lip_gap_loss`). Every stage trains it; it
+        needs no rendering."""
         settings, data, deformation = self.settings, self.data, self.model.deformation
         device = data.motion_targets.device
         if settings.motion_weight == 0 or not deformation.audio_enabled:
             return torch.zeros((), device=device)
-        picks = torch.randint(len(data.train_indices), (settings.motion_batch,), generator=generator).numpy()
+        members = len(deformation.motion_predictors)
+        batch = settings.motion_batch
+        picks = torch.randint(len(data.train_indices), (members * batch,), generator=generator).numpy()
         indices = data.train_indices[picks]
         audio = self._augmented(
             data.signals.conditions(indices, window=self.model.window, device=device).audio, generator
@@ -91,7 +94,13 @@ class TrainStep:
         silent = torch.rand(len(indices), generator=generator) < settings.silence_probability
         audio = torch.where(silent.to(device)[:, None, None, None], torch.zeros_like(audio), audio)
         rows = torch.where(silent, len(data.motion_targets) - 1, torch.from_numpy(indices)).to(device)
-        predicted = deformation.mouth_motion(deformation.audio_token(audio))
+        heard = deformation.heard(audio)
+        predicted = torch.cat(  # member k on samples k * batch .. (k + 1) * batch
+            [
+                member(heard[k * batch : (k + 1) * batch])
+                for k, member in enumerate(deformation.motion_predictors)
+            ]
+        )
         target, sigma = data.motion_targets[rows], deformation.config.mouth_skinning_sigma
         gap = losses.lip_gap_loss(predicted, target, *FACING_LIP_ROWS, sigma)
         return losses.motion_loss(predicted, target, sigma) + settings.lip_gap_weight * gap
