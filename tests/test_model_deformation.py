@@ -390,16 +390,20 @@ def test_the_mouth_motion_is_the_mean_of_the_motion_predictors():
     assert len(field.motion_predictors) == DeformationConfig.tiny().motion_predictors == 3
     audio = make_conditions(4, seed=6).audio
     with torch.no_grad():
-        members = field.member_motions(audio)
+        members = field.member_motions(audio.expand(3, *audio.shape))  # each member on the same batch
         assert members.shape == (3, 4, len(MOUTH_AND_JAW), 3)
         torch.testing.assert_close(field.mouth_motion(audio), members.mean(0))
-        for k, member in enumerate(field.motion_predictors):
-            torch.testing.assert_close(members[k], member(field.heard(audio)))
+        own = field.member_motions(torch.stack([audio, audio.flip(0), -audio]))  # each on its own batch
+        for k, (member, batch) in enumerate(zip(field.motion_predictors, [audio, audio.flip(0), -audio])):
+            torch.testing.assert_close(own[k], member(field.heard(batch)))
     assert not torch.allclose(members[0], members[1])  # different random starts
+    with pytest.raises(ValueError, match="each of the 3"):
+        field.member_motions(audio[None])
     silent = DeformationField(
         DeformationConfig.tiny(), *padded_bounds(means), audio_enabled=False, hash_grid_backend="torch"
     )
-    assert not silent.mouth_motion(audio).any() and not silent.member_motions(audio).any()
+    assert not silent.mouth_motion(audio).any()
+    assert not silent.member_motions(audio.expand(3, *audio.shape)).any()
 
 
 def test_a_fit_from_before_the_ensemble_loads_into_one_predictor():

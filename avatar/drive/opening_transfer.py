@@ -3,7 +3,7 @@
 The Gaussians around the lips follow the mouth's landmarks through a kernel and are drawn in a small window
 (128 px in the tiny preset), so even a training frame rendered with its own tracked mouth motion opens less
 than the real frame: the face mesh's mouth opening (inner-lip gap / mouth width) of such renders varied 0.71 to
-0.73 as much as the real frames' did in three fits of a 20 s phone clip, 0.75 and 0.78 in two of the Obama
+0.87 as much as the real frames' did in four fits of a 20 s phone clip, 0.75 to 0.84 in three of the Obama
 clip (tiny preset). A driven clip whose motion has the person's
 amplitude (avatar/drive/articulation.py) then still shows a mouth that moves too little. So a run's transfer is
 measured once, on `FRAMES` training frames spread over the clip, each rendered with its tracked motion and

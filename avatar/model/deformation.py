@@ -106,9 +106,7 @@ class DeformationConfig:
     n_mels: int = 80  # log-mel bands of the audio windows
     phone_classes: int = PHONE_CLASSES  # phone channels after them (avatar/audio/driving.py); 0: none
     articulatory_features: bool = True  # the phones' articulatory features heard beside them (phone_features)
-    motion_predictors: int = (
-        3  # audio -> mouth-motion networks whose mean drives the mouth (motion_predictor)
-    )
+    motion_predictors: int = 3  # audio -> mouth-motion networks; their mean drives the mouth
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
@@ -382,11 +380,13 @@ class DeformationField(nn.Module):
         return torch.cat([audio, phones @ self.phone_articulation], dim=-1)
 
     def member_motions(self, audio: Tensor) -> Tensor:
-        """audio [B, W, steps, C] -> [K, B, J, 3] the motion each of the K predictors says (zeros when audio is
-        disabled), metres, head frame: what the motion loss trains, each member on its own batch."""
+        """audio [K, B, W, steps, C], a batch for each of the K motion predictors -> [K, B, J, 3] the motion
+        each predicts from its own batch (zeros when audio is disabled), metres, head frame: what the motion
+        loss trains."""
+        if audio.shape[0] != len(self.motion_predictors):
+            raise ValueError(f"need a batch for each of the {len(self.motion_predictors)} motion predictors")
         if not self.audio_enabled:
-            batch, members = audio.shape[0], len(self.motion_predictors)
-            return self.mouth_anchors.new_zeros(members, batch, len(MOUTH_AND_JAW), 3)
+            return self.mouth_anchors.new_zeros(*audio.shape[:2], len(MOUTH_AND_JAW), 3)
         return self.motion_predictors.members(self.heard(audio))
 
     def mouth_motion(self, audio: Tensor) -> Tensor:

@@ -56,9 +56,9 @@ class MotionEnsemble(nn.ModuleList):
     """`MotionPredictor`s side by side; called, the mean of their motions."""
 
     def members(self, audio: Tensor) -> Tensor:
-        """audio [B, W, steps, C] -> [K, B, J, 3] each member's motion."""
-        return torch.stack([member(audio) for member in self])
+        """audio [K, B, W, steps, C], member k's batch at k -> [K, B, J, 3] each member's motion on its batch."""
+        return torch.stack([member(batch) for member, batch in zip(self, audio, strict=True)])
 
     def forward(self, audio: Tensor) -> Tensor:
-        """audio [B, W, steps, C] -> [B, J, 3] the members' mean motion."""
-        return self.members(audio).mean(dim=0)
+        """audio [B, W, steps, C] -> [B, J, 3] the members' mean motion on the same batch."""
+        return torch.stack([member(audio) for member in self]).mean(dim=0)

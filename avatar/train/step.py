@@ -94,13 +94,7 @@ class TrainStep:
         silent = torch.rand(len(indices), generator=generator) < settings.silence_probability
         audio = torch.where(silent.to(device)[:, None, None, None], torch.zeros_like(audio), audio)
         rows = torch.where(silent, len(data.motion_targets) - 1, torch.from_numpy(indices)).to(device)
-        heard = deformation.heard(audio)
-        predicted = torch.cat(  # member k on samples k * batch .. (k + 1) * batch
-            [
-                member(heard[k * batch : (k + 1) * batch])
-                for k, member in enumerate(deformation.motion_predictors)
-            ]
-        )
+        predicted = deformation.member_motions(audio.unflatten(0, (members, batch))).flatten(0, 1)
         target, sigma = data.motion_targets[rows], deformation.config.mouth_skinning_sigma
         gap = losses.lip_gap_loss(predicted, target, *FACING_LIP_ROWS, sigma)
         return losses.motion_loss(predicted, target, sigma) + settings.lip_gap_weight * gap
