@@ -124,12 +124,16 @@ class FittedHead:
     def opening_transfer(self) -> OpeningTransfer:
         """How far the rendered mouth opens for the tracked motion against the real one
         (avatar/drive/opening_transfer.py): measured on the first use of a checkpoint, then read back."""
-        dataset = self.dataset
-        tracked = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
+        return cached_opening_transfer(
+            RunLayout(self.run_dir).opening_transfer, self.step, self._measure_transfer
+        )
+
+    def _measure_transfer(self) -> OpeningTransfer:
+        """Renders training frames with their tracked motion, composited as a render is, against the real ones."""
+        dataset, driver = self.dataset, self.driver
         signals = self.capture_signals()
         viewmats = torch.from_numpy(dataset.tracking.viewmats).float()
         background = dataset.background()
-        driver = self.driver
 
         def conditions(index: int) -> FrameConditions:
             return signals.conditions([index], window=driver.model.window, device=driver.device)
@@ -138,11 +142,10 @@ class FittedHead:
             head = driver.render(frame_conditions, viewmats[index : index + 1])[0]
             return to_uint8(self.composite(head, index, background))
 
-        def measure() -> OpeningTransfer:
-            frames = measurement_frames(dataset.split.train[dataset.tracking.valid[dataset.split.train]])
-            return measure_opening_transfer(render, conditions, dataset.frame, tracked, frames, self.step)
-
-        return cached_opening_transfer(RunLayout(self.run_dir).opening_transfer, self.step, measure)
+        train = dataset.split.train
+        frames = measurement_frames(train[dataset.tracking.valid[train]])
+        tracked = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
+        return measure_opening_transfer(render, conditions, dataset.frame, tracked, frames, self.step)
 
     def articulation_gain(self, signals: ClipSignals, frames: np.ndarray | None = None) -> float:
         """The mouth scale that matches the articulation of `signals` (its `frames`, default all) to the
