@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,10 @@ from avatar.drive.articulation import (
     ArticulationLevel,
     articulation_gain,
     capture_level,
+    clip_motion,
     motion_rms,
-    predicted_motion,
+    silence_motion,
+    smoothed_over_time,
 )
 from avatar.model.talking_head import ClipSignals
 from tests.test_model_talking_head import CHANNELS, make_head
@@ -53,13 +57,16 @@ def _talking_head():
     return head
 
 
+def _driven_rms(head, signals: ClipSignals, fps: float, frames: np.ndarray) -> float:
+    return motion_rms(clip_motion(head, signals, fps)[frames], silence_motion(head, signals))
+
+
 def test_gain_brings_the_clip_s_articulation_to_the_capture_s():
     head = _talking_head()
     signals = _signals(np.full(60, 0.5))
-    motion, rest = predicted_motion(head, signals, np.arange(60))
-    driven = motion_rms(motion, rest)
-    assert driven > 1e-4
     fps, confidence = 10.0, 60 / (60 + 20)  # 6 s of speech
+    driven = _driven_rms(head, signals, fps, np.arange(60))
+    assert driven > 1e-4
     level = ArticulationLevel(rms=1.6 * driven, speech_loudness=0.0)
     assert articulation_gain(head, signals, level, fps) == pytest.approx(1.6**confidence, rel=1e-4)
     smaller = ArticulationLevel(rms=0.8 * driven, speech_loudness=0.0)
@@ -71,11 +78,10 @@ def test_gain_brings_the_clip_s_articulation_to_the_capture_s():
 def test_a_short_clip_s_gain_is_drawn_towards_one():
     head = _talking_head()
     signals = _signals(np.full(100, 0.5))
-    motion, rest = predicted_motion(head, signals, np.arange(100))
-    level = ArticulationLevel(rms=2 * motion_rms(motion, rest), speech_loudness=0.0)
     fps = 25.0  # 4 s of speech: 100 / (100 + 50) of the measured gain, in log
+    level = ArticulationLevel(rms=2 * _driven_rms(head, signals, fps, np.arange(100)), speech_loudness=0.0)
     assert articulation_gain(head, signals, level, fps) == pytest.approx(2 ** (100 / 150), rel=1e-4)
-    raw = level.rms / motion_rms(*predicted_motion(head, signals, np.arange(50)))
+    raw = level.rms / _driven_rms(head, signals, fps, np.arange(50))
     half = articulation_gain(head, signals, level, fps, np.arange(50))  # 2 s: half, in log
     assert half == pytest.approx(raw**0.5, rel=1e-4)
     assert articulation_gain(head, signals, level, fps, np.arange(20)) == 1.0  # under 1 s: not measured
@@ -85,7 +91,53 @@ def test_gain_measures_the_speech_frames_and_leaves_a_silent_clip_alone():
     head = _talking_head()
     loudness = np.r_[np.full(40, 0.5), np.full(40, -3.0)]  # speech, then a long pause
     signals = _signals(loudness)
-    motion, rest = predicted_motion(head, signals, np.arange(40))
-    level = ArticulationLevel(rms=2 * motion_rms(motion, rest), speech_loudness=0.0)
+    level = ArticulationLevel(rms=2 * _driven_rms(head, signals, 10.0, np.arange(40)), speech_loudness=0.0)
     assert articulation_gain(head, signals, level, 10.0) == pytest.approx(2 ** (40 / 60), rel=1e-4)
     assert articulation_gain(head, _signals(np.full(80, -3.0)), level, 25.0) == 1.0  # nothing to measure
+
+
+def test_smoothing_keeps_slow_motion_and_damps_frame_to_frame_jitter():
+    frames = np.arange(200)
+    slow = np.sin(2 * np.pi * 2.0 * frames / 25)[:, None, None] * np.ones((1, 3, 3))  # 2 Hz, a syllable rate
+    jitter = np.where(frames % 2 == 0, 1.0, -1.0)[:, None, None] * np.ones((1, 3, 3))  # 12.5 Hz at 25 fps
+    kept = smoothed_over_time(slow, 25.0)
+    assert kept.shape == slow.shape
+    assert np.abs(kept[10:-10]).max() > 0.85  # the peaks of speech-rate motion stay
+    assert np.abs(smoothed_over_time(jitter, 25.0)[10:-10]).max() < 0.05
+    assert smoothed_over_time(np.full((7, 2), 3.0), 25.0) == pytest.approx(np.full((7, 2), 3.0))
+    assert np.array_equal(smoothed_over_time(slow, 25.0, seconds=0.0), slow)
+
+
+def test_smoothing_is_set_in_seconds_not_frames():
+    step = np.r_[np.zeros(60), np.ones(60)].astype(np.float32)
+    rise = {
+        fps: np.sum((smoothed_over_time(step, fps) > 0.1) & (smoothed_over_time(step, fps) < 0.9)) / fps
+        for fps in (25.0, 50.0)
+    }
+    assert rise[25.0] == pytest.approx(rise[50.0], abs=1 / 25)
+    assert 0.04 <= rise[50.0] <= 0.16  # 10-90 % in about 2.6 standard deviations of 40 ms
+
+
+def test_clip_motion_is_the_prediction_of_every_frame_smoothed(monkeypatch):
+    import avatar.drive.articulation as articulation
+
+    monkeypatch.setattr(articulation, "CHUNK_FRAMES", 16)  # several chunks
+    head = _talking_head()
+    signals = _signals(np.linspace(-1.0, 1.0, 50))
+    with torch.no_grad():
+        frames = signals.conditions(np.arange(50), window=head.window)
+        per_frame = head.deformation.predicted_motion(frames.audio).numpy()
+    motion = clip_motion(head, signals, 25.0)
+    assert motion.shape == per_frame.shape
+    np.testing.assert_allclose(motion, smoothed_over_time(per_frame, 25.0), atol=1e-7)
+    assert not np.allclose(motion, per_frame)  # the audio varies frame to frame
+
+
+def test_a_gain_on_given_motion_measures_that_motion():
+    head = _talking_head()
+    signals = _signals(np.full(60, 0.5))
+    rest = silence_motion(head, signals)
+    given = rest + np.full((60, *rest.shape), 0.002, np.float32)
+    level = ArticulationLevel(rms=2 * motion_rms(given, rest), speech_loudness=0.0)
+    gain = articulation_gain(head, replace(signals, motion=given), level, 10.0)
+    assert gain == pytest.approx(2 ** (60 / 80), rel=1e-4)

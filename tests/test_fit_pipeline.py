@@ -22,7 +22,7 @@ import torch
 from avatar.cli import main
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
-from avatar.drive.articulation import articulation_gain
+from avatar.drive.articulation import articulation_gain, clip_motion
 from avatar.drive.blinks import eye_levels
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import load_fitted
@@ -53,6 +53,7 @@ def _held_out_mouth_psnr(run: Path, *, silence: bool) -> float:
     signals = fitted.capture_signals()
     if silence:
         signals = replace(signals, audio=torch.zeros_like(torch.as_tensor(signals.audio)))
+    signals = fitted.with_predicted_motion(signals)
     gain = fitted.articulation_gain(signals, dataset.split.val)  # as `avatar eval` renders them
     viewmats = torch.from_numpy(dataset.tracking.viewmats).float()
     squared, count = 0.0, 0.0
@@ -295,6 +296,9 @@ def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sa
     fitted = load_fitted(run, device="cpu", backend="torch")
     matched = drive_with_audio(fitted, speech)
     assert matched.articulation_gain != 1.0  # 3 s of new speech, measured and matched to the capture
+    predicted = replace(matched.signals, motion=None)  # the clip renders its predicted motion, smoothed
+    smoothed = clip_motion(fitted.driver.model, predicted, fitted.dataset.fps)
+    np.testing.assert_allclose(np.asarray(matched.signals.motion), smoothed, atol=1e-7)
     assert drive_with_audio(fitted, speech, match_amplitude=False).articulation_gain == 1.0
     n_mels = fitted.record.audio_features.n_mels
     voice_only = drive_with_audio(fitted, speech, phones=False)

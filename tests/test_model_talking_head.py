@@ -136,6 +136,10 @@ def test_frame_conditions_windows_eye_and_view():
         torch.testing.assert_close(getattr(again, name), getattr(conditions, name))
     with pytest.raises(IndexError):
         frame_conditions(**arrays, frame_indices=[12], window=5)
+    assert conditions.motion is None  # the audio's motion, predicted when rendered
+    motion = np.arange(12 * 4 * 3, dtype=np.float64).reshape(12, 4, 3)
+    given = frame_conditions(**arrays, frame_indices=np.array([0, 6, 11]), window=5, motion=motion)
+    torch.testing.assert_close(given.motion, torch.tensor(motion[[0, 6, 11]], dtype=torch.float32))
 
 
 def test_view_direction_of_a_rotated_head():

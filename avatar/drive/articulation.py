@@ -15,6 +15,12 @@ PRIOR_SECONDS)) for n speech frames (the 2 s held-out end of the Obama capture: 
 24 s of new speech: 1.22 measured, 1.19 applied). Speech frames are those at least as loud as the capture's `SPEECH_QUANTILE`
 quietest training frame, on the capture's normalised log-mel scale, so the pauses of either clip do not
 dilute its amplitude. Nothing here depends on the language: it works on the motion, not the phones.
+
+The predictor hears each frame's window on its own, so its motion jitters from frame to frame where a real mouth
+moves smoothly; a driven clip's motion is predicted for every frame and smoothed over time with a Gaussian of
+`SMOOTHING_SECONDS` (`clip_motion`), and the gain is measured on that. On the motion path alone (5 predictor
+ensembles over two 20 s captures) this raised the held-out correlation of the inner-lip gap by 0.03-0.05 in each
+and moved the viseme AUC on new speech by -0.03 to +0.02: a closure lasts a few frames, longer than the kernel.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from avatar.audio.sync import speech_loudness
 from avatar.model.talking_head import ClipSignals, TalkingHead
 
 MAX_GAIN = 2.5
+SMOOTHING_SECONDS = 0.04  # standard deviation of the Gaussian the predicted motion is smoothed with over time
 SPEECH_QUANTILE = 0.3
 MIN_SPEECH_SECONDS = 1.0  # less speech than this: too little to measure, gain 1
 PRIOR_SECONDS = 2.0  # a clip with this much speech gets half its measured gain (in log)
@@ -66,28 +73,44 @@ def capture_level(
     return ArticulationLevel(rms=motion_rms(tracked[speech], rest), speech_loudness=threshold)
 
 
-@torch.no_grad()
-def predicted_motion(
-    model: TalkingHead, signals: ClipSignals, frames: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The mouth motion the model predicts from the audio of `frames` [T] of `signals`, and from silence.
+def smoothed_over_time(motion: np.ndarray, fps: float, seconds: float = SMOOTHING_SECONDS) -> np.ndarray:
+    """[T, ...] per-frame values -> the same smoothed along T with a Gaussian of standard deviation `seconds`
+    (truncated at 2.5 of it; the first and last frames repeat past the ends)."""
+    sigma = seconds * fps
+    reach = int(np.ceil(2.5 * sigma))
+    if reach < 1 or len(motion) < 2:
+        return motion
+    offsets = np.arange(-reach, reach + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    padded = np.concatenate([np.repeat(motion[:1], reach, 0), motion, np.repeat(motion[-1:], reach, 0)])
+    smoothed = sum(w * padded[k : k + len(motion)] for k, w in enumerate(weights))
+    return smoothed.astype(motion.dtype, copy=False)
 
-    Returns:
-        motion: np.ndarray  # [T, J, 3] metres, head frame
-        rest: np.ndarray  # [J, 3]
-    """
+
+@torch.no_grad()
+def clip_motion(model: TalkingHead, signals: ClipSignals, fps: float) -> np.ndarray:
+    """[F, J, 3] metres, head frame: the mouth motion `model` predicts from each of the F frames of `signals`,
+    smoothed over time (`smoothed_over_time`), to render the clip with (`ClipSignals.motion`)."""
     field = model.deformation
     device = field.bounds_min.device
+    count = signals.audio.shape[0]
     chunks = []
-    for start in range(0, len(frames), CHUNK_FRAMES):
-        audio = signals.conditions(
-            frames[start : start + CHUNK_FRAMES], window=model.window, device=device
-        ).audio
+    for start in range(0, count, CHUNK_FRAMES):
+        frames = np.arange(start, min(start + CHUNK_FRAMES, count))
+        audio = signals.conditions(frames, window=model.window, device=device).audio
         chunks.append(field.predicted_motion(audio).cpu().numpy())
-    silence = signals.conditions(frames[:1], window=model.window, device=device).audio.zero_()
-    rest = field.predicted_motion(silence)[0].cpu().numpy()
-    empty = np.zeros((0, *rest.shape), np.float32)
-    return (np.concatenate(chunks) if chunks else empty), rest
+    if not chunks:
+        return np.zeros((0, *field.mouth_anchors.shape), np.float32)
+    return smoothed_over_time(np.concatenate(chunks), fps)
+
+
+@torch.no_grad()
+def silence_motion(model: TalkingHead, signals: ClipSignals) -> np.ndarray:
+    """[J, 3] the mouth motion `model` predicts from silence: the rest that articulation is scaled about."""
+    field = model.deformation
+    silence = signals.conditions([0], window=model.window, device=field.bounds_min.device).audio.zero_()
+    return field.predicted_motion(silence)[0].cpu().numpy()
 
 
 def articulation_gain(
@@ -98,15 +121,15 @@ def articulation_gain(
     frames: np.ndarray | None = None,
 ) -> float:
     """The mouth scale that gives the driving clip's `frames` (default all; `fps` frames a second) the capture's
-    articulation (module docstring); 1 when the clip has too little speech to measure or the model does not
-    move the mouth."""
+    articulation (module docstring), measured on `signals.motion` (`clip_motion` when None); 1 when the clip has
+    too little speech to measure or the model does not move the mouth."""
     frames = np.arange(signals.audio.shape[0]) if frames is None else np.asarray(frames)
     log_mel = np.asarray(signals.audio[..., : model.config.n_mels], dtype=np.float32)
     speech = frames[speech_loudness(log_mel[frames]) >= level.speech_loudness]
     if len(speech) < MIN_SPEECH_SECONDS * fps or not np.isfinite(level.rms):
         return 1.0
-    motion, rest = predicted_motion(model, signals, speech)
-    driven = motion_rms(motion, rest)
+    motion = clip_motion(model, signals, fps) if signals.motion is None else np.asarray(signals.motion)
+    driven = motion_rms(motion[speech], silence_motion(model, signals))
     if not driven > 1e-6:
         return 1.0
     confidence = len(speech) / (len(speech) + PRIOR_SECONDS * fps)

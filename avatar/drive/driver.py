@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from avatar.core.backends import DeviceName, RasterizerName, resolve_device
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
-from avatar.drive.articulation import ArticulationLevel, articulation_gain, capture_level
+from avatar.drive.articulation import ArticulationLevel, articulation_gain, capture_level, clip_motion
 from avatar.drive.compositor import head_over, to_uint8, torso_over_background
 from avatar.drive.opening_transfer import (
     OpeningTransfer,
@@ -154,6 +154,11 @@ class FittedHead:
             self.driver.model, signals, self.articulation_level, self.dataset.fps, frames
         )
         return gain * self.opening_transfer.correction
+
+    def with_predicted_motion(self, signals: ClipSignals) -> ClipSignals:
+        """`signals` with the mouth motion their audio drives, as a render shows it: predicted for every frame
+        and smoothed over time (`avatar.drive.articulation.clip_motion`)."""
+        return replace(signals, motion=clip_motion(self.driver.model, signals, self.dataset.fps))
 
     def capture_signals(self) -> ClipSignals:
         """The capture's own driving signals, as the fit saw them."""

@@ -157,7 +157,9 @@ def drive_with_audio(
         capture_blink=tracking.blink[valid],
     )
     turn = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
-    signals = ClipSignals(features, eye, tracking.rotations[poses] @ turn, tracking.translations[poses])
+    signals = fitted.with_predicted_motion(
+        ClipSignals(features, eye, tracking.rotations[poses] @ turn, tracking.translations[poses])
+    )
     viewmats = np.tile(np.eye(4), (count, 1, 1))
     viewmats[:, :3, :3] = signals.rotations
     viewmats[:, :3, 3] = signals.translations

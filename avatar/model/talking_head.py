@@ -155,6 +155,7 @@ class ClipSignals:
     eye: np.ndarray | Tensor  # [F] eye openness
     rotations: np.ndarray | Tensor  # [F, 3, 3] head -> camera
     translations: np.ndarray | Tensor  # [F, 3]
+    motion: np.ndarray | Tensor | None = None  # [F, J, 3] mouth motion to render; None: predicted per frame
 
     def conditions(
         self,
@@ -172,6 +173,7 @@ class ClipSignals:
             frame_indices,
             window=window,
             device=device,
+            motion=self.motion,
         )
 
 
@@ -184,12 +186,14 @@ def frame_conditions(
     *,
     window: int,
     device: torch.device | str | None = None,
+    motion: np.ndarray | Tensor | None = None,  # [F, J, 3] mouth motion to render, if not the audio's
 ) -> FrameConditions:
     """The conditions of frames `frame_indices` of a clip of F frames.
 
     audio: the windows of frames i - W//2 .. i + W//2, indices clamped to [0, F - 1] (the first and last
     frames repeat at the clip's ends); eye: eye openness; view: the camera centre in head coordinates,
-    -R^T t, normalised. Arrays may be numpy or torch; the result is float32 on `device`.
+    -R^T t, normalised; motion: the frames' rows of `motion`, when given. Arrays may be numpy or torch; the
+    result is float32 on `device`.
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd number of frames, got {window}")
@@ -208,6 +212,7 @@ def frame_conditions(
         audio=_rows(audio_features, neighbours, device),
         eye=_rows(eye_openness, indices, device),
         view=torch.nn.functional.normalize(camera_centre, dim=-1),
+        motion=None if motion is None else _rows(motion, indices, device),
     )
 
 
