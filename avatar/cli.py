@@ -160,9 +160,21 @@ def _run_eval(config) -> None:
     print("\n".join(lines))
 
 
+def _run_export(config) -> None:
+    from avatar.export.export import export_avatar
+
+    manifest = export_avatar(config)
+    print(
+        f"exported {manifest.gaussians} Gaussians: {config.out / manifest.canonical}"
+        + (f" and {len(manifest.frames)} driven frames in {config.out / 'frames'}" if manifest.frames else "")
+        + f"\n  cameras and conventions: {config.out / 'export.json'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from avatar.drive.video import RenderConfig
     from avatar.eval.evaluate import EvalConfig
+    from avatar.export.export import ExportConfig
     from avatar.runs.settings import FitConfig
     from capture.config import CaptureConfig
 
@@ -172,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "fit": FitConfig,
             "render": RenderConfig,
             "eval": EvalConfig,
+            "export": ExportConfig,
             "sample": SampleCommand,
             "demo": DemoCommand,
         },
@@ -184,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         FitConfig: _run_fit,
         RenderConfig: _run_render,
         EvalConfig: _run_eval,
+        ExportConfig: _run_export,
         SampleCommand: _run_sample,
         DemoCommand: _run_demo,
     }

@@ -96,16 +96,22 @@ def test_gain_measures_the_speech_frames_and_leaves_a_silent_clip_alone():
     assert articulation_gain(head, _signals(np.full(80, -3.0)), level, 25.0) == 1.0  # nothing to measure
 
 
-def test_smoothing_keeps_slow_motion_and_damps_frame_to_frame_jitter():
+def test_smoothing_keeps_speech_rate_motion_and_closures_and_damps_jitter():
     frames = np.arange(200)
     slow = np.sin(2 * np.pi * 2.0 * frames / 25)[:, None, None] * np.ones((1, 3, 3))  # 2 Hz, a syllable rate
-    jitter = np.where(frames % 2 == 0, 1.0, -1.0)[:, None, None] * np.ones((1, 3, 3))  # 12.5 Hz at 25 fps
     kept = smoothed_over_time(slow, 25.0)
     assert kept.shape == slow.shape
     assert np.abs(kept[10:-10]).max() > 0.85  # the peaks of speech-rate motion stay
-    assert np.abs(smoothed_over_time(jitter, 25.0)[10:-10]).max() < 0.05
+    jitter = np.random.default_rng(0).normal(size=(200, 3, 3))
+    assert smoothed_over_time(jitter, 25.0).std() < 0.65 * jitter.std()  # 0.56 for white noise
+    spike = np.zeros(50)
+    spike[20] = 1.0  # one frame off: gone
+    assert np.abs(smoothed_over_time(spike, 25.0)).max() < 1e-6
+    closure = np.ones(50)
+    closure[20:23] = 0.0  # lips shut for 3 frames (120 ms): still shut
+    assert smoothed_over_time(closure, 25.0)[21] < 0.05
     assert smoothed_over_time(np.full((7, 2), 3.0), 25.0) == pytest.approx(np.full((7, 2), 3.0))
-    assert np.array_equal(smoothed_over_time(slow, 25.0, seconds=0.0), slow)
+    assert np.array_equal(smoothed_over_time(slow, 25.0, median_seconds=0.0, seconds=0.0), slow)
 
 
 def test_smoothing_is_set_in_seconds_not_frames():

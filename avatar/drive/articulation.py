@@ -17,10 +17,12 @@ quietest training frame, on the capture's normalised log-mel scale, so the pause
 dilute its amplitude. Nothing here depends on the language: it works on the motion, not the phones.
 
 The predictor hears each frame's window on its own, so its motion jitters from frame to frame where a real mouth
-moves smoothly; a driven clip's motion is predicted for every frame and smoothed over time with a Gaussian of
-`SMOOTHING_SECONDS` (`clip_motion`), and the gain is measured on that. On the motion path alone (5 predictor
-ensembles over two 20 s captures) this raised the held-out correlation of the inner-lip gap by 0.03-0.05 in each
-and moved the viseme AUC on new speech by -0.03 to +0.02: a closure lasts a few frames, longer than the kernel.
+moves smoothly. A driven clip's motion is predicted for every frame, then smoothed over time (`clip_motion`): a
+running median over `MEDIAN_SECONDS` either side, which drops one-frame spikes and keeps the edges of a closure,
+then a Gaussian of `SMOOTHING_SECONDS`; the gain is measured on that. On the motion path alone (five
+three-predictor fits of two 20 s captures, the inner-lip gap) this raised the held-out correlation from 0.755
+to 0.792 on average (by 0.02-0.05 in each fit) and moved the viseme AUC on new speech little (LJ 0.919 ->
+0.922, obama_speech 0.934 -> 0.921); a Gaussian of 40 ms alone raised the correlation as much and cost more AUC.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import median_filter
 
 from avatar.audio.sync import speech_loudness
 from avatar.model.talking_head import ClipSignals, TalkingHead
 
 MAX_GAIN = 2.5
-SMOOTHING_SECONDS = 0.04  # standard deviation of the Gaussian the predicted motion is smoothed with over time
+MEDIAN_SECONDS = (
+    0.04  # the running median of the predicted motion reaches this far either side (1 frame at 25 fps)
+)
+SMOOTHING_SECONDS = 0.028  # then the standard deviation of the Gaussian it is smoothed with
 SPEECH_QUANTILE = 0.3
 MIN_SPEECH_SECONDS = 1.0  # less speech than this: too little to measure, gain 1
 PRIOR_SECONDS = 2.0  # a clip with this much speech gets half its measured gain (in log)
@@ -73,12 +79,25 @@ def capture_level(
     return ArticulationLevel(rms=motion_rms(tracked[speech], rest), speech_loudness=threshold)
 
 
-def smoothed_over_time(motion: np.ndarray, fps: float, seconds: float = SMOOTHING_SECONDS) -> np.ndarray:
-    """[T, ...] per-frame values -> the same smoothed along T with a Gaussian of standard deviation `seconds`
-    (truncated at 2.5 of it; the first and last frames repeat past the ends)."""
+def smoothed_over_time(
+    motion: np.ndarray,
+    fps: float,
+    *,
+    median_seconds: float = MEDIAN_SECONDS,
+    seconds: float = SMOOTHING_SECONDS,
+) -> np.ndarray:
+    """[T, ...] per-frame values -> the same, smoothed along T: a running median over round(median_seconds *
+    fps) frames either side, then a Gaussian of standard deviation `seconds` (truncated at 2.5 of it); the
+    first and last frames repeat past the ends."""
+    if len(motion) < 2:
+        return motion
+    reach = round(median_seconds * fps)
+    if reach >= 1:
+        window = (2 * reach + 1,) + (1,) * (motion.ndim - 1)
+        motion = median_filter(motion, size=window, mode="nearest")
     sigma = seconds * fps
     reach = int(np.ceil(2.5 * sigma))
-    if reach < 1 or len(motion) < 2:
+    if reach < 1:
         return motion
     offsets = np.arange(-reach, reach + 1)
     weights = np.exp(-0.5 * (offsets / sigma) ** 2)
