@@ -12,7 +12,7 @@ import torch
 from avatar.core.errors import AvatarError
 from avatar.core.records import encode
 from avatar.data.head_window import HeadWindow
-from avatar.drive.compositor import head_over, torso_over_background
+from avatar.drive.compositor import head_over, to_uint8, torso_over_background
 from avatar.drive.video import pingpong
 from avatar.runs.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from avatar.runs.settings import PRESETS, FitConfig
@@ -112,6 +112,17 @@ def test_compositor_puts_head_over_torso_over_background():
     out = head_over(base, head_rgb, head_alpha, window)
     assert np.allclose(out[16, 32], 1.0)  # head, resampled to the window's 32 px
     assert np.allclose(out[2, 2], 10 / 255) and np.allclose(out[60, 60], 200 / 255)
+    head_alpha[6, 6] = 0.5  # a half-covered pixel of the head
+    head_rgb[6, 6] = 0.5 * np.array([1.0, 0.2, 0.0])  # premultiplied
+    same_size = HeadWindow(16, 0, 16)
+    clear = head_over(
+        torso_over_background(frame, masks, None, feather_px=0), head_rgb, head_alpha, same_size
+    )
+    assert clear.shape == (size, size, 4)
+    rgba = to_uint8(clear)  # straight alpha, as video and PNG files keep it
+    assert rgba[2, 2, 3] == 0 and rgba[60, 60].tolist() == [200, 200, 200, 255]
+    assert rgba[5, 21].tolist() == [255, 255, 255, 255]  # the head's opaque part
+    assert rgba[6, 22].tolist() == [255, 51, 0, 128]
 
 
 def test_pingpong_runs_back_and_forth_without_jumps():

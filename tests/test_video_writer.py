@@ -108,3 +108,36 @@ def test_no_frames_is_an_error_and_leaves_no_file(tmp_path: Path) -> None:
         with VideoWriter(tmp_path / "empty.mp4", 25, 32, 32):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec", "audio_codec"), [(".webm", "vp9", "opus"), (".mov", "prores", "aac")]
+)
+def test_alpha_formats_keep_the_alpha_and_the_soundtrack(tmp_path: Path, suffix, codec, audio_codec) -> None:
+    from avatar.media.video_reader import rgba_frames
+
+    path = tmp_path / f"alpha{suffix}"
+    frames = []
+    for i in range(20):
+        frame = np.zeros((48, 64, 4), np.uint8)
+        frame[..., :3] = (200, 40 + 8 * i, 90)
+        frame[8 : 24 + i, 10:50, 3] = 255  # an opaque box that grows
+        frame[40:, :, 3] = 128  # and a half-transparent band
+        frames.append(frame)
+    _write(path, frames, fps=25, audio=_tone(0.8, 16000), audio_rate=16000)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == codec
+        assert container.streams.audio[0].codec_context.name == audio_codec
+        sound = np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
+    assert 0.3 < np.sqrt(np.mean(sound**2)) < 0.4
+    decoded = list(rgba_frames(path))
+    assert len(decoded) == 20
+    for written, read in zip(frames, decoded):
+        assert np.abs(read[..., 3].astype(int) - written[..., 3]).mean() < 4
+        opaque = written[..., 3] == 255
+        assert np.abs(read[..., :3][opaque].astype(int) - written[..., :3][opaque]).mean() < 4
+    with pytest.raises(ValueError, match="RGBA"):
+        with VideoWriter(tmp_path / "x.webm", 25, 64, 48) as writer:
+            writer.write(frames[0][..., :3].copy())
+    with pytest.raises(ValueError, match="not .avi"):
+        VideoWriter(tmp_path / "x.avi", 25, 64, 48)

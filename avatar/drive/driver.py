@@ -62,20 +62,23 @@ class HeadDriver:
         *,
         with_attention: bool = False,
         mouth_scale: float = 1.0,
+        K: Tensor | None = None,
+        resolution: int | None = None,
     ) -> list[DrivenFrame]:
-        """One DrivenFrame per frame of the batch; `mouth_scale` scales the articulation (TalkingHead)."""
+        """One DrivenFrame per frame of the batch; `mouth_scale` scales the articulation (TalkingHead); `K` [3, 3]
+        and `resolution` frame another window than the run's head window (e.g. another camera's whole frame)."""
+        K = self.K if K is None else K.to(self.device, torch.float32)
+        resolution = self.resolution if resolution is None else resolution
         sets, attention = self.model(conditions.to(self.device), deform=True, mouth_scale=mouth_scale)
         frames = []
         for b, gaussians in enumerate(sets):
             viewmat = viewmats[b].to(self.device, torch.float32)
-            out = render_gaussians(
-                gaussians, viewmat, self.K, self.resolution, background, backend=self.backend
-            )
+            out = render_gaussians(gaussians, viewmat, K, resolution, background, backend=self.backend)
             attention_image = None
             if with_attention and attention is not None:
                 weights = attention[b].mean(dim=1)  # [N, 4] averaged over heads
                 attention_image = render_gaussians(
-                    gaussians, viewmat, self.K, self.resolution, colors=weights, backend=self.backend
+                    gaussians, viewmat, K, resolution, colors=weights, backend=self.backend
                 ).rgb
             frames.append(DrivenFrame(out.rgb, out.alpha, attention_image))
         return frames
@@ -165,12 +168,25 @@ class FittedHead:
         speech = self.dataset.speech if self.hears_phones else None
         return self.record.capture_signals(self.dataset, speech=speech)
 
-    def composite(self, head: DrivenFrame, pose_frame: int, background: np.ndarray) -> np.ndarray:
-        """-> [S, S, 3] float32 in [0, 1]: the head over capture frame `pose_frame`'s torso over `background`."""
-        base = torso_over_background(
-            self.dataset.frame(pose_frame), self.dataset.masks(pose_frame), background
-        )
-        return head_over(base, head.rgb.cpu().numpy(), head.alpha.cpu().numpy(), self.window)
+    def composite(
+        self,
+        head: DrivenFrame,
+        torso_frame: int | None,
+        background: np.ndarray | None,
+        *,
+        window: HeadWindow | None = None,
+    ) -> np.ndarray:
+        """-> [S, S, 3] float32 in [0, 1]: the head (rendered in `window`, default the run's head window) over
+        capture frame `torso_frame`'s torso (None: no torso) over `background`; with no background, [S, S, 4]
+        premultiplied RGBA (`avatar.drive.compositor`)."""
+        size = self.dataset.size
+        if torso_frame is not None:
+            frame, masks = self.dataset.frame(torso_frame), self.dataset.masks(torso_frame)
+        else:
+            frame, masks = np.zeros((size, size, 3), np.uint8), np.zeros((size, size, 4), np.uint8)
+        base = torso_over_background(frame, masks, background)
+        window = self.window if window is None else window
+        return head_over(base, head.rgb.cpu().numpy(), head.alpha.cpu().numpy(), window)
 
 
 def load_fitted(

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import cv2
 import numpy as np
 import torch
 import tyro
@@ -20,11 +19,17 @@ from avatar.audio.phones import AlignedSpeech, align_speech
 from avatar.core.atomic import check_writable
 from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
+from avatar.core.pinhole import centered_intrinsics
+from avatar.data.avatar_frame import avatar_pose
+from avatar.data.head_window import HeadWindow
+from avatar.drive.background import PLATE, Background, parse_background
 from avatar.drive.blinks import BlinkMode, eye_signal
+from avatar.drive.camera_path import CameraPath, orbit_cameras, parse_orbit, path_cameras
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import FittedHead, load_fitted
 from avatar.media.audio_io import load_audio
-from avatar.media.video_writer import VideoWriter
+from avatar.media.images import write_png
+from avatar.media.video_writer import VIDEO_FORMATS, VideoWriter, video_format
 from avatar.model.talking_head import ClipSignals
 
 
@@ -38,10 +43,17 @@ class RenderConfig:
     """Driving audio: wav, flac, mp3, m4a, or a video's audio track; any sample rate."""
     out: Path
     """The mp4 to write."""
-    background: Path | None = None
-    """An image to use as background instead of the capture's background plate."""
+    background: str | None = None
+    """plate (the capture's background; only with the capture's camera), transparent (an alpha channel: --out
+    .webm or .mov), a colour (white, black, grey, green, blue or #rrggbb) or an image file; default: the plate
+    with the capture's camera, grey with another."""
+    camera: str = "capture"
+    """capture (the capture's camera), orbit:DEG (the camera swings +-DEG about the avatar over the clip) or a
+    camera path .json file (keyframed, docs/camera_path.md)."""
+    frames_dir: Path | None = None
+    """Also write every frame as a PNG in this folder (RGBA when transparent)."""
     yaw_deg: float = 0.0
-    """Turn the head by this angle about its vertical axis (a new viewpoint)."""
+    """Turn the head by this angle about its vertical axis (the camera stays)."""
     mouth_scale: float = 1.0
     """Scale the articulation: 0.5 for softer speech, 1.5 for louder; closures stay closed."""
     match_amplitude: bool = True
@@ -71,16 +83,6 @@ def pingpong(frames: np.ndarray, count: int) -> np.ndarray:
     return frames[np.where(position < len(frames), position, period - position)]
 
 
-def _background(path: Path, plate: np.ndarray) -> np.ndarray:
-    """The image at `path` resized to the plate's size, [S, S, 3] uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise AvatarError("cannot read the background image", path=path, fix="Pass a PNG or JPEG file")
-    return cv2.resize(
-        cv2.cvtColor(image, cv2.COLOR_BGR2RGB), plate.shape[1::-1], interpolation=cv2.INTER_AREA
-    )
-
-
 @dataclass(frozen=True)
 class RenderResult:
     video: Path
@@ -97,9 +99,9 @@ class DrivenClip:
     sample_rate: int
     speech: AlignedSpeech  # the audio's phones
     signals: ClipSignals
-    poses: np.ndarray  # [count] the capture frame whose pose, torso and background each frame shows
-    viewmats: np.ndarray  # [count, 4, 4]
-    background: np.ndarray  # [S, S, 3] uint8
+    poses: np.ndarray  # [count] the capture frame whose head pose (and torso) each frame shows
+    viewmats: np.ndarray  # [count, 4, 4] head -> camera
+    view: RenderView  # where the head is rendered and what is behind it
     mouth_scale: float = 1.0  # the user's, times `articulation_gain` when rendered
     articulation_gain: float = 1.0  # brings the clip's articulation to the capture's (drive/articulation.py)
 
@@ -108,14 +110,62 @@ class DrivenClip:
         return len(self.poses)
 
     def frames(self, *, progress: bool = False) -> Iterator[np.ndarray]:
-        """-> [S, S, 3] uint8 composited frames, one per video frame of the audio."""
+        """-> [S, S, 3] uint8 composited frames, one per video frame of the audio; [S, S, 4] RGBA (straight
+        alpha) when the background is transparent."""
         driver = self.fitted.driver
+        view = self.view
         for i in tqdm(range(self.count), desc="render", unit="frame", disable=not progress, leave=False):
             conditions = self.signals.conditions([i], window=driver.model.window, device=driver.device)
             viewmat = torch.from_numpy(self.viewmats[i : i + 1])
             scale = self.mouth_scale * self.articulation_gain
-            head = driver.render(conditions, viewmat, mouth_scale=scale)[0]
-            yield to_uint8(self.fitted.composite(head, int(self.poses[i]), self.background))
+            K = None if view.intrinsics is None else torch.from_numpy(view.intrinsics[i])
+            head = driver.render(conditions, viewmat, mouth_scale=scale, K=K, resolution=view.resolution)[0]
+            torso = int(self.poses[i]) if view.capture_torso else None
+            yield to_uint8(self.fitted.composite(head, torso, view.background, window=view.window))
+
+
+@dataclass(frozen=True)
+class RenderView:
+    """How a driven clip's head is framed and composited."""
+
+    window: HeadWindow  # the square of the output frame the head is rendered in
+    resolution: int  # pixels of the rendered window's side
+    intrinsics: np.ndarray | None  # [count, 3, 3] of the rendered window per frame; None: the run's own
+    capture_torso: bool  # the capture's torso is pasted under the head (its camera only)
+    background: np.ndarray | None  # [S, S, 3] uint8; None: transparent
+
+
+def render_view(
+    fitted: FittedHead, background: Background, times: np.ndarray, camera: str
+) -> tuple[RenderView, np.ndarray | None]:
+    """The `RenderView` of `--camera` and `--background` for frames at `times` [T] seconds, and [T, 4, 4] the
+    capture camera -> this camera per frame (None for the capture's camera)."""
+    dataset, driver = fitted.dataset, fitted.driver
+    size = dataset.size
+    plate = dataset.background()
+    pixels = None if background.transparent else background
+    if camera == "capture":
+        shown = None if pixels is None else pixels.pixels(plate)
+        return RenderView(fitted.window, driver.resolution, None, True, shown), None
+    if background.kind == "plate":
+        raise AvatarError(
+            "the background plate is what the capture's camera saw; another camera sees something else",
+            fix="Pass --background transparent, a colour or an image with --camera " + camera,
+        )
+    degrees = parse_orbit(camera)
+    pose = avatar_pose(dataset.tracking, dataset.split.train[dataset.tracking.valid[dataset.split.train]])
+    if degrees is not None:
+        focal = float(dataset.tracking.intrinsics[0, 0])
+        cameras = orbit_cameras(pose, focal, degrees, times)
+    else:
+        cameras = path_cameras(CameraPath.read(Path(camera)), times, size)
+    # The whole frame, at the pixel density the head window is rendered at.
+    resolution = int(min(size, round(driver.resolution * size / fitted.window.side)))
+    intrinsics = np.stack([centered_intrinsics(focal, size) for focal in cameras.focal_px])
+    intrinsics[:, :2] *= resolution / size
+    shown = None if pixels is None else pixels.pixels(plate)
+    view = RenderView(HeadWindow(0, 0, size), resolution, intrinsics, False, shown)
+    return view, cameras.viewmats @ np.linalg.inv(pose)  # capture camera -> avatar frame -> this camera
 
 
 def drive_with_audio(
@@ -127,11 +177,12 @@ def drive_with_audio(
     match_amplitude: bool = True,
     phones: bool = True,
     blink: BlinkMode = "capture",
-    background: np.ndarray | None = None,
+    background: Background = PLATE,
+    camera: str = "capture",
 ) -> DrivenClip:
     """`fitted` driven by the audio file at `audio_path` (any format PyAV reads; AvatarError when it has no
     audio or is shorter than a frame); `phones=False` drives it without the aligned phones (the clip's
-    `speech` still has them, for scoring)."""
+    `speech` still has them, for scoring); `camera` as `--camera`."""
     if not (math.isfinite(mouth_scale) and 0 <= mouth_scale <= 4):
         raise AvatarError(f"--mouth-scale {mouth_scale} is outside 0 .. 4", fix="Pass e.g. 0.5, 1 or 1.5")
     dataset = fitted.dataset
@@ -156,26 +207,40 @@ def drive_with_audio(
         fps,
         capture_blink=tracking.blink[valid],
     )
-    turn = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
+    view, from_capture_camera = render_view(fitted, background, np.arange(count) / fps, camera)
+    viewmats = tracking.viewmats[poses] @ turn  # head -> capture camera
+    if from_capture_camera is not None:  # the head moves in the avatar frame as it moved in the capture
+        viewmats = from_capture_camera @ viewmats
     signals = fitted.with_predicted_motion(
-        ClipSignals(features, eye, tracking.rotations[poses] @ turn, tracking.translations[poses])
+        ClipSignals(features, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])  # the view token sees this camera
     )
-    viewmats = np.tile(np.eye(4), (count, 1, 1))
-    viewmats[:, :3, :3] = signals.rotations
-    viewmats[:, :3, 3] = signals.translations
-    plate = dataset.background() if background is None else background
     gain = fitted.articulation_gain(signals) if match_amplitude else 1.0
     return DrivenClip(
-        fitted, audio, feature_config.sample_rate, speech, signals, poses, viewmats, plate, mouth_scale, gain
+        fitted, audio, feature_config.sample_rate, speech, signals, poses, viewmats, view, mouth_scale, gain
     )
 
 
 def render_video(config: RenderConfig) -> RenderResult:
     check_writable(config.out, flag="--out")
+    try:
+        alpha = video_format(config.out).alpha
+    except ValueError as error:
+        raise AvatarError(
+            str(error), path=config.out, fix=f"Pass --out NAME{' or NAME'.join(VIDEO_FORMATS)}"
+        ) from error
+    default = "plate" if config.camera == "capture" else "grey"
+    background = parse_background(default if config.background is None else config.background)
+    if background.transparent and not alpha:
+        raise AvatarError(
+            "a transparent render needs a video format with an alpha channel",
+            path=config.out,
+            fix="Pass --out NAME.webm (VP9: browsers, FFmpeg) or NAME.mov (ProRes 4444: video editors)",
+        )
+    if config.frames_dir is not None:
+        check_writable(Path(config.frames_dir) / "000000.png", flag="--frames-dir")
     fitted = load_fitted(config.run, device=config.device, backend=config.backend, dataset=config.dataset)
-    background = (
-        None if config.background is None else _background(config.background, fitted.dataset.background())
-    )
     clip = drive_with_audio(
         fitted,
         config.audio,
@@ -185,9 +250,14 @@ def render_video(config: RenderConfig) -> RenderResult:
         phones=config.phones,
         blink=config.blink,
         background=background,
+        camera=config.camera,
     )
     size, fps = fitted.dataset.size, int(round(fitted.dataset.fps))
     with VideoWriter(config.out, fps, size, size, audio=clip.audio, audio_rate=clip.sample_rate) as writer:
-        for frame in clip.frames(progress=config.progress):
+        for index, frame in enumerate(clip.frames(progress=config.progress)):
+            if alpha and frame.shape[-1] == 3:
+                frame = np.concatenate([frame, np.full_like(frame[..., :1], 255)], axis=-1)
             writer.write(frame)
+            if config.frames_dir is not None:
+                write_png(Path(config.frames_dir) / f"{index:06d}.png", frame)
     return RenderResult(config.out, clip.count, len(clip.audio) / clip.sample_rate)

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from avatar.core.atomic import write_bytes
+from avatar.media.images import write_png
 
 # RGB, matplotlib's "tab10": distinct, and readable on white.
 PALETTE: tuple[tuple[int, int, int], ...] = tuple(
@@ -116,14 +116,6 @@ def side_by_side(
         if label:
             _boxed_label(pair, label, x0, text_scale)
     return pair
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """[H, W, 3] uint8 RGB -> PNG file, written atomically."""
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {image.shape} image as PNG")
-    write_bytes(Path(path), encoded.tobytes())
 
 
 def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:

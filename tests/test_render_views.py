@@ -1,0 +1,102 @@
+"""`avatar render`'s cameras and backgrounds on the fitted sample: transparent video, PNG frames, orbits, paths."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from avatar.core.errors import AvatarError
+from avatar.drive.background import parse_background
+from avatar.drive.driver import load_fitted
+from avatar.drive.video import RenderConfig, drive_with_audio, render_video
+from avatar.media.audio_io import save_wav
+from avatar.media.video_reader import rgba_frames
+from avatar.sample.speech import synthesize_speech
+
+
+def _speech(tmp_path, seconds: float = 1.2):
+    path = tmp_path / "speech.wav"
+    save_wav(path, synthesize_speech(seconds, 16000, seed=21).audio, 16000)
+    return path
+
+
+@pytest.mark.slow
+def test_a_transparent_render_keeps_the_avatar_s_alpha(sample_runs, tmp_path):
+    run, _ = sample_runs["audio"]
+    out, pngs = tmp_path / "clear.webm", tmp_path / "frames"
+    config = RenderConfig(
+        run=run, audio=_speech(tmp_path), out=out, background="transparent", frames_dir=pngs, progress=False
+    )
+    result = render_video(config)
+    written = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(pngs.glob("*.png"))]
+    decoded = list(rgba_frames(out))
+    assert len(written) == len(decoded) == result.frames == 30
+    for png, frame in zip(written, decoded):
+        alpha = png[..., 3]
+        size = alpha.shape[0]
+        assert alpha[0, 0] == 0 and alpha[size // 3, size // 2] == 255  # the corner is clear, the face is not
+        assert 0.1 < (alpha > 127).mean() < 0.9
+        coverage, read = alpha > 127, frame[..., 3] > 127
+        assert (coverage & read).sum() / (coverage | read).sum() > 0.97
+        assert np.abs(frame[..., 3].astype(int) - alpha).mean() < 4
+    with pytest.raises(AvatarError, match="alpha channel") as error:
+        render_video(
+            RenderConfig(run=run, audio=config.audio, out=tmp_path / "x.mp4", background="transparent")
+        )
+    assert ".webm" in str(error.value) and ".mov" in str(error.value)
+    with pytest.raises(AvatarError, match="not a known colour"):
+        render_video(RenderConfig(run=run, audio=config.audio, out=tmp_path / "x.mp4", background="mauvish"))
+
+
+@pytest.mark.slow
+def test_an_orbit_turns_the_avatar_and_keeps_it_whole(sample_runs, tmp_path):
+    run, _ = sample_runs["audio"]
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    speech = _speech(tmp_path, seconds=2.0)
+    clip = drive_with_audio(fitted, speech, background=parse_background("transparent"), camera="orbit:30")
+    frames = list(clip.frames())
+    assert len(frames) == 50 and frames[0].shape[-1] == 4
+    for frame in frames:
+        covered = (frame[..., 3] > 127).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(covered)
+        areas = sorted(stats[1:, cv2.CC_STAT_AREA], reverse=True)
+        assert areas and sum(areas[1:]) <= 0.01 * areas[0]  # one region: no part cut off
+    capture = drive_with_audio(fitted, speech, background=parse_background("transparent"))
+    first = next(capture.frames())
+    head = frames[0][..., 3] > 127  # t = 0: the capture's view (the capture's render adds its pasted torso)
+    assert (head & (first[..., 3] > 127)).sum() > 0.97 * head.sum()
+    quarter, three_quarters = frames[12], frames[37]  # +30 and -30 degrees
+    assert np.abs(quarter[..., 3].astype(int) - three_quarters[..., 3]).mean() > 5  # seen from two sides
+    view_tokens = clip.signals.rotations[[0, 12]]
+    assert not np.allclose(view_tokens[0], view_tokens[1])  # the view token sees the camera move
+    with pytest.raises(AvatarError, match="plate is what the capture's camera saw"):
+        drive_with_audio(fitted, speech, background=parse_background("plate"), camera="orbit:30")
+
+
+@pytest.mark.slow
+def test_a_camera_path_file_drives_the_camera_and_a_bad_one_is_named(sample_runs, tmp_path):
+    run, _ = sample_runs["audio"]
+    speech = _speech(tmp_path)
+    path = tmp_path / "path.json"
+    keyframes = [
+        {"time": 0.0, "position": [0.0, 0.0, -0.7], "look_at": [0.0, 0.0, 0.0], "fov_deg": 25.0},
+        {"time": 1.2, "position": [0.2, 0.0, -0.65], "look_at": [0.0, 0.0, 0.0], "fov_deg": 25.0},
+    ]
+    path.write_text(json.dumps({"format": "splat-avatar-camera-path", "version": 1, "keyframes": keyframes}))
+    out = tmp_path / "path.mp4"
+    render_video(
+        RenderConfig(run=run, audio=speech, out=out, camera=str(path), background="white", progress=False)
+    )
+    frames = list(rgba_frames(out))
+    middle = frames[0][..., :3].astype(int)
+    assert (np.abs(middle - 255).sum(-1) > 60).mean() > 0.02  # the avatar is in view over white
+    ys, xs = np.nonzero(np.abs(middle - 255).sum(-1) > 60)
+    assert abs(xs.mean() - middle.shape[1] / 2) < 0.2 * middle.shape[1]  # looked at: near the middle
+    del keyframes[1]["fov_deg"]
+    path.write_text(json.dumps({"format": "splat-avatar-camera-path", "version": 1, "keyframes": keyframes}))
+    with pytest.raises(AvatarError, match="keyframe 1 lacks 'fov_deg'") as error:
+        render_video(RenderConfig(run=run, audio=speech, out=out, camera=str(path), background="white"))
+    assert str(path) in str(error.value)
