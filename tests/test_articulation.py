@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +11,7 @@ from avatar.drive.articulation import (
     articulation_gain,
     capture_level,
     clip_motion,
+    frame_motion,
     motion_rms,
     silence_motion,
     smoothed_over_time,
@@ -58,7 +57,15 @@ def _talking_head():
 
 
 def _driven_rms(head, signals: ClipSignals, fps: float, frames: np.ndarray) -> float:
-    return motion_rms(clip_motion(head, signals, fps)[frames], silence_motion(head, signals))
+    """The rms the gain matches: that of the unsmoothed prediction (the smoothing's loss is made good apart)."""
+    return motion_rms(frame_motion(head, signals)[frames], silence_motion(head, signals))
+
+
+def _smoothing_loss(head, signals: ClipSignals, fps: float, frames: np.ndarray) -> float:
+    rest = silence_motion(head, signals)
+    return motion_rms(frame_motion(head, signals)[frames], rest) / motion_rms(
+        clip_motion(head, signals, fps)[frames], rest
+    )
 
 
 def test_gain_brings_the_clip_s_articulation_to_the_capture_s():
@@ -68,9 +75,10 @@ def test_gain_brings_the_clip_s_articulation_to_the_capture_s():
     driven = _driven_rms(head, signals, fps, np.arange(60))
     assert driven > 1e-4
     level = ArticulationLevel(rms=1.6 * driven, speech_loudness=0.0)
-    assert articulation_gain(head, signals, level, fps) == pytest.approx(1.6**confidence, rel=1e-4)
+    loss = _smoothing_loss(head, signals, fps, np.arange(60))
+    assert articulation_gain(head, signals, level, fps) == pytest.approx(1.6**confidence * loss, rel=1e-4)
     smaller = ArticulationLevel(rms=0.8 * driven, speech_loudness=0.0)
-    assert articulation_gain(head, signals, smaller, fps) == pytest.approx(0.8**confidence, rel=1e-4)
+    assert articulation_gain(head, signals, smaller, fps) == pytest.approx(0.8**confidence * loss, rel=1e-4)
     huge = ArticulationLevel(rms=100 * driven, speech_loudness=0.0)
     assert articulation_gain(head, signals, huge, fps) == MAX_GAIN
 
@@ -80,10 +88,11 @@ def test_a_short_clip_s_gain_is_drawn_towards_one():
     signals = _signals(np.full(100, 0.5))
     fps = 25.0  # 4 s of speech: 100 / (100 + 50) of the measured gain, in log
     level = ArticulationLevel(rms=2 * _driven_rms(head, signals, fps, np.arange(100)), speech_loudness=0.0)
-    assert articulation_gain(head, signals, level, fps) == pytest.approx(2 ** (100 / 150), rel=1e-4)
+    loss = _smoothing_loss(head, signals, fps, np.arange(100))
+    assert articulation_gain(head, signals, level, fps) == pytest.approx(2 ** (100 / 150) * loss, rel=1e-4)
     raw = level.rms / _driven_rms(head, signals, fps, np.arange(50))
     half = articulation_gain(head, signals, level, fps, np.arange(50))  # 2 s: half, in log
-    assert half == pytest.approx(raw**0.5, rel=1e-4)
+    assert half == pytest.approx(raw**0.5 * _smoothing_loss(head, signals, fps, np.arange(50)), rel=1e-4)
     assert articulation_gain(head, signals, level, fps, np.arange(20)) == 1.0  # under 1 s: not measured
 
 
@@ -92,7 +101,8 @@ def test_gain_measures_the_speech_frames_and_leaves_a_silent_clip_alone():
     loudness = np.r_[np.full(40, 0.5), np.full(40, -3.0)]  # speech, then a long pause
     signals = _signals(loudness)
     level = ArticulationLevel(rms=2 * _driven_rms(head, signals, 10.0, np.arange(40)), speech_loudness=0.0)
-    assert articulation_gain(head, signals, level, 10.0) == pytest.approx(2 ** (40 / 60), rel=1e-4)
+    loss = _smoothing_loss(head, signals, 10.0, np.arange(40))
+    assert articulation_gain(head, signals, level, 10.0) == pytest.approx(2 ** (40 / 60) * loss, rel=1e-4)
     assert articulation_gain(head, _signals(np.full(80, -3.0)), level, 25.0) == 1.0  # nothing to measure
 
 
@@ -139,11 +149,14 @@ def test_clip_motion_is_the_prediction_of_every_frame_smoothed(monkeypatch):
     assert not np.allclose(motion, per_frame)  # the audio varies frame to frame
 
 
-def test_a_gain_on_given_motion_measures_that_motion():
+def test_the_gain_makes_good_what_the_smoothing_takes_off_the_amplitude():
     head = _talking_head()
-    signals = _signals(np.full(60, 0.5))
+    signals = _signals(np.where(np.arange(60) % 2 == 0, 0.5, 2.5))  # a voice that changes every frame
+    fps, confidence = 10.0, 60 / 80
     rest = silence_motion(head, signals)
-    given = rest + np.full((60, *rest.shape), 0.002, np.float32)
-    level = ArticulationLevel(rms=2 * motion_rms(given, rest), speech_loudness=0.0)
-    gain = articulation_gain(head, replace(signals, motion=given), level, 10.0)
-    assert gain == pytest.approx(2 ** (60 / 80), rel=1e-4)
+    heard = motion_rms(frame_motion(head, signals), rest)
+    shown = motion_rms(clip_motion(head, signals, fps), rest)
+    assert shown < heard  # the smoothing takes amplitude off
+    level = ArticulationLevel(rms=1.5 * heard, speech_loudness=0.0)
+    expected = 1.5**confidence * heard / shown  # the prior applies to the clip, not to the filter
+    assert articulation_gain(head, signals, level, fps) == pytest.approx(expected, rel=1e-4)
