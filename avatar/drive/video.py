@@ -240,6 +240,8 @@ def render_video(config: RenderConfig) -> RenderResult:
         )
     if config.frames_dir is not None:
         check_writable(Path(config.frames_dir) / "000000.png", flag="--frames-dir")
+    if config.camera != "capture" and parse_orbit(config.camera) is None:
+        CameraPath.read(Path(config.camera))  # a bad path file is refused before any work
     fitted = load_fitted(config.run, device=config.device, backend=config.backend, dataset=config.dataset)
     clip = drive_with_audio(
         fitted,
