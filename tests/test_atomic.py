@@ -172,7 +172,8 @@ def test_a_failing_fsync_leaves_the_old_file_and_no_temporary(tmp_path, monkeypa
         "wav": lambda path: save_wav(path, np.zeros(100, np.float32), 16000),
         "video": write_video,
     }[target]
-    path = tmp_path / f"out.{target}"
+    suffix = "mp4" if target == "video" else target  # VideoWriter writes by the suffix
+    path = tmp_path / f"out.{suffix}"
     path.write_bytes(b"old")
 
     def failing_fsync(fd: int) -> None:

@@ -126,10 +126,14 @@ def test_an_exported_driven_frame_renders_as_the_driven_frame(sample_runs, tmp_p
     assert [frame.index for frame in manifest.frames] == [0, 13, 26, 39]
     fitted = load_fitted(run, device="cpu", backend="torch")
     driver, model = fitted.driver, fitted.driver.model
-    assert manifest.gaussians == model.gaussians.num
+    torso = fitted.torso
+    count = model.gaussians.num + (0 if torso is None else torso.gaussians.num)
+    assert manifest.gaussians == count
     canonical = read_splat_ply(out / "canonical.ply")
-    assert canonical.num == model.gaussians.num
-    torch.testing.assert_close(canonical.means, model.gaussians.means.detach(), atol=0, rtol=0)
+    assert canonical.num == count
+    torch.testing.assert_close(
+        canonical.means[: model.gaussians.num], model.gaussians.means.detach(), atol=0, rtol=0
+    )
 
     from avatar.drive.video import drive_with_audio
 
@@ -138,11 +142,18 @@ def test_an_exported_driven_frame_renders_as_the_driven_frame(sample_runs, tmp_p
     for exported in manifest.frames:
         gaussians = read_splat_ply(out / exported.file)
         assert gaussians.num == manifest.gaussians
-        viewmat = torch.tensor(exported.viewmat, dtype=torch.float32)
-        np.testing.assert_allclose(exported.viewmat, clip.viewmats[exported.index], atol=1e-6)
-        from_file = render_gaussians(gaussians, viewmat, driver.K, driver.resolution, backend="torch")
+        camera = torch.tensor(exported.viewmat, dtype=torch.float32)
+        np.testing.assert_allclose(exported.viewmat, clip.view.cameras[exported.index], atol=1e-6)
+        from_file = render_gaussians(gaussians, camera, driver.K, driver.resolution, backend="torch")
         conditions = clip.signals.conditions([exported.index], window=model.window)
-        driven = driver.render(conditions, viewmat[None], mouth_scale=clip.articulation_gain)[0]
+        head_pose = torch.from_numpy(clip.head_poses[exported.index])
+        if torso is None:
+            viewmat = (camera.double() @ head_pose)[None].float()
+            driven = driver.render(conditions, viewmat, mouth_scale=clip.articulation_gain)[0]
+        else:
+            driven = driver.render_bust(
+                conditions, head_pose, camera, driver.K, driver.resolution, mouth_scale=clip.articulation_gain
+            )
         assert driven.alpha.mean() > 0.2
         torch.testing.assert_close(from_file.rgb, driven.rgb, atol=2e-4, rtol=0)
         torch.testing.assert_close(from_file.alpha, driven.alpha, atol=2e-4, rtol=0)

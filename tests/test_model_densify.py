@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from avatar.model.gaussians import CanonicalGaussians, RowChange, inverse_sigmoid
-from avatar.render.projection import quat_to_rotmat
+from avatar.model.rigid import quat_to_rotmat
 from avatar.train.densify import (
     SPLIT_SCALE_DIVISOR,
     DensifyState,

@@ -87,9 +87,14 @@ def test_dataset_manifest_and_run_record_written_by_136ed14_still_load():
         "log_mel_dropout",
         "tracked_motion",
         "lip_gap_weight",
+        "steps_torso",
+        "torso_gaussians",
+        "torso_resolution",
     }  # settings that came later read as their defaults
     assert set(run.to_json()["settings"]) - set(written["settings"]) == added_since
     written["settings"].update({name: run.to_json()["settings"][name] for name in added_since})
+    assert set(run.to_json()["fit"]) - set(written["fit"]) == {"torso"} and run.fit.torso
+    written["fit"]["torso"] = True
     assert run.to_json() == written
 
 

@@ -15,6 +15,7 @@ from avatar.audio.phones import AlignedSpeech
 from avatar.audio.sync import speech_loudness
 from avatar.core.backends import DeviceName, RasterizerName, resolve_device
 from avatar.core.errors import AvatarError
+from avatar.data.avatar_frame import avatar_pose
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
 from avatar.drive.articulation import ArticulationLevel, articulation_gain, capture_level, clip_motion
@@ -29,9 +30,11 @@ from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.deformation import FrameConditions
 from avatar.model.landmark_motion import rest_motion, tracked_motion
 from avatar.model.talking_head import ClipSignals, TalkingHead
+from avatar.model.torso import TorsoModel, bust_gaussians
 from avatar.render.rasterize import render_gaussians
 from avatar.runs.record import RunRecord
 from avatar.runs.run_dir import RunLayout, load_model
+from avatar.runs.torso_file import load_torso
 
 
 @dataclass
@@ -42,12 +45,19 @@ class DrivenFrame:
 
 
 class HeadDriver:
-    """Renders the head window of a fitted model for given conditions and poses (no gradients)."""
+    """Renders the head window of a fitted model for given conditions and poses, or with its torso the whole
+    bust (no gradients)."""
 
     def __init__(
-        self, model: TalkingHead, K_window: np.ndarray, resolution: int, backend: RasterizerName = "torch"
+        self,
+        model: TalkingHead,
+        K_window: np.ndarray,
+        resolution: int,
+        backend: RasterizerName = "torch",
+        torso: TorsoModel | None = None,
     ):
         self.model = model.eval()
+        self.torso = torso
         self.device = next(model.parameters()).device
         self.K = torch.as_tensor(K_window, dtype=torch.float32, device=self.device)
         self.resolution = resolution
@@ -83,6 +93,29 @@ class HeadDriver:
             frames.append(DrivenFrame(out.rgb, out.alpha, attention_image))
         return frames
 
+    @torch.no_grad()
+    def render_bust(
+        self,
+        conditions: FrameConditions,
+        head_pose: Tensor,  # [4, 4] head -> avatar frame
+        camera: Tensor,  # [4, 4] avatar frame -> camera
+        K: Tensor,  # [3, 3] of the rendered frame
+        resolution: int,
+        *,
+        mouth_scale: float = 1.0,
+    ) -> DrivenFrame:
+        """One frame (batch of 1) of the head and the torso rasterized together (`bust_gaussians`)."""
+        if self.torso is None:
+            raise ValueError("this run has no torso to render")
+        head_pose = head_pose.to(self.device, torch.float32)
+        sets, _ = self.model(conditions.to(self.device), deform=True, mouth_scale=mouth_scale)
+        bust = bust_gaussians(sets[0], head_pose, self.torso(head_pose))
+        out = render_gaussians(
+            bust, camera.to(self.device, torch.float32), K.to(self.device, torch.float32), resolution,
+            backend=self.backend,
+        )  # fmt: skip
+        return DrivenFrame(out.rgb, out.alpha, None)
+
 
 @dataclass
 class FittedHead:
@@ -97,6 +130,55 @@ class FittedHead:
     @property
     def window(self) -> HeadWindow:
         return self.record.window
+
+    @property
+    def torso(self) -> TorsoModel | None:
+        return self.driver.torso
+
+    @cached_property
+    def avatar_pose(self) -> np.ndarray:
+        """[4, 4] the avatar frame -> the capture's camera (`avatar.data.avatar_frame`)."""
+        tracking, train = self.dataset.tracking, self.dataset.split.train
+        return avatar_pose(tracking, train[tracking.valid[train]])
+
+    @property
+    def bust_resolution(self) -> int:
+        """Pixels of the side of a whole frame rendered at the head window's pixel density."""
+        size = self.dataset.size
+        return int(min(size, round(self.driver.resolution * size / self.window.side)))
+
+    def render_capture_frame(
+        self,
+        conditions: FrameConditions,
+        index: int,
+        background: np.ndarray | None,
+        *,
+        mouth_scale: float = 1.0,
+    ) -> np.ndarray:
+        """-> [S, S, 3] float32 (or [S, S, 4] premultiplied RGBA with no background): capture frame `index`'s
+        view, the head posed as in that frame, with the Gaussian torso rendered in the same pass where the run
+        has one, else over the frame's own torso pixels."""
+        tracking = self.dataset.tracking
+        if self.torso is None:
+            viewmat = torch.from_numpy(tracking.viewmats[index : index + 1]).float()
+            head = self.driver.render(conditions, viewmat, mouth_scale=mouth_scale)[0]
+            return self.composite(head, index, background)
+        pose = self.avatar_pose
+        head = self.driver.render_bust(
+            conditions,
+            torch.from_numpy(np.linalg.inv(pose) @ tracking.viewmats[index]),
+            torch.from_numpy(pose),
+            torch.from_numpy(self.bust_intrinsics(tracking.intrinsics)),
+            self.bust_resolution,
+            mouth_scale=mouth_scale,
+        )
+        return self.composite(head, None, background, window=HeadWindow(0, 0, self.dataset.size))
+
+    def bust_intrinsics(self, intrinsics: np.ndarray) -> np.ndarray:
+        """[..., 3, 3] cameras of the S x S frame -> the same for the frame rendered at `bust_resolution`."""
+        scaled = np.array(intrinsics, dtype=np.float64)
+        scaled[..., :2, :] *= self.bust_resolution / self.dataset.size
+        return scaled
 
     @property
     def hears_phones(self) -> bool:
@@ -213,5 +295,7 @@ def load_fitted(
             path=dataset_path,
             fix="Pass the dataset the run was fitted to",
         )
-    driver = HeadDriver(fitted.model, record.K_window, record.resolution, backend)
+    device = next(fitted.model.parameters()).device
+    torso = load_torso(RunLayout(Path(run_dir)).torso, fitted.step, device)
+    driver = HeadDriver(fitted.model, record.K_window, record.resolution, backend, torso)
     return FittedHead(driver, record, fitted.step, opened, Path(run_dir))

@@ -20,7 +20,6 @@ from avatar.core.atomic import check_writable
 from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
 from avatar.core.pinhole import centered_intrinsics
-from avatar.data.avatar_frame import avatar_pose
 from avatar.data.head_window import HeadWindow
 from avatar.drive.background import PLATE, Background, parse_background
 from avatar.drive.blinks import BlinkMode, eye_signal
@@ -100,8 +99,8 @@ class DrivenClip:
     speech: AlignedSpeech  # the audio's phones
     signals: ClipSignals
     poses: np.ndarray  # [count] the capture frame whose head pose (and torso) each frame shows
-    viewmats: np.ndarray  # [count, 4, 4] head -> camera
-    view: RenderView  # where the head is rendered and what is behind it
+    head_poses: np.ndarray  # [count, 4, 4] head -> avatar frame
+    view: RenderView  # the cameras, where the head is rendered and what is behind it
     mouth_scale: float = 1.0  # the user's, times `articulation_gain` when rendered
     articulation_gain: float = 1.0  # brings the clip's articulation to the capture's (drive/articulation.py)
 
@@ -109,63 +108,70 @@ class DrivenClip:
     def count(self) -> int:
         return len(self.poses)
 
+    @property
+    def viewmats(self) -> np.ndarray:
+        """[count, 4, 4] head -> camera."""
+        return self.view.cameras @ self.head_poses
+
     def frames(self, *, progress: bool = False) -> Iterator[np.ndarray]:
         """-> [S, S, 3] uint8 composited frames, one per video frame of the audio; [S, S, 4] RGBA (straight
         alpha) when the background is transparent."""
         driver = self.fitted.driver
-        view = self.view
+        view, viewmats = self.view, self.viewmats
+        scale = self.mouth_scale * self.articulation_gain
         for i in tqdm(range(self.count), desc="render", unit="frame", disable=not progress, leave=False):
             conditions = self.signals.conditions([i], window=driver.model.window, device=driver.device)
-            viewmat = torch.from_numpy(self.viewmats[i : i + 1])
-            scale = self.mouth_scale * self.articulation_gain
             K = None if view.intrinsics is None else torch.from_numpy(view.intrinsics[i])
-            head = driver.render(conditions, viewmat, mouth_scale=scale, K=K, resolution=view.resolution)[0]
+            if view.bust:
+                pose, camera = torch.from_numpy(self.head_poses[i]), torch.from_numpy(view.cameras[i])
+                head = driver.render_bust(conditions, pose, camera, K, view.resolution, mouth_scale=scale)
+            else:
+                viewmat = torch.from_numpy(viewmats[i : i + 1])
+                head = driver.render(conditions, viewmat, mouth_scale=scale, K=K, resolution=view.resolution)[
+                    0
+                ]
             torso = int(self.poses[i]) if view.capture_torso else None
             yield to_uint8(self.fitted.composite(head, torso, view.background, window=view.window))
 
 
 @dataclass(frozen=True)
 class RenderView:
-    """How a driven clip's head is framed and composited."""
+    """How a driven clip is seen: its cameras, the window its head is rendered in and what is behind it."""
 
-    window: HeadWindow  # the square of the output frame the head is rendered in
+    cameras: np.ndarray  # [count, 4, 4] avatar frame -> camera
+    window: HeadWindow  # the square of the output frame the head (or the bust) is rendered in
     resolution: int  # pixels of the rendered window's side
     intrinsics: np.ndarray | None  # [count, 3, 3] of the rendered window per frame; None: the run's own
-    capture_torso: bool  # the capture's torso is pasted under the head (its camera only)
+    bust: bool  # the Gaussian torso is rasterized with the head in one pass
+    capture_torso: bool  # the capture's own torso pixels are pasted under the head (its camera, no torso)
     background: np.ndarray | None  # [S, S, 3] uint8; None: transparent
 
 
-def render_view(
-    fitted: FittedHead, background: Background, times: np.ndarray, camera: str
-) -> tuple[RenderView, np.ndarray | None]:
-    """The `RenderView` of `--camera` and `--background` for frames at `times` [T] seconds, and [T, 4, 4] the
-    capture camera -> this camera per frame (None for the capture's camera)."""
-    dataset, driver = fitted.dataset, fitted.driver
-    size = dataset.size
-    plate = dataset.background()
-    pixels = None if background.transparent else background
+def render_view(fitted: FittedHead, background: Background, times: np.ndarray, camera: str) -> RenderView:
+    """The `RenderView` of `--camera` and `--background` for frames at `times` [T] seconds."""
+    dataset = fitted.dataset
+    size, pose, bust = dataset.size, fitted.avatar_pose, fitted.torso is not None
+    shown = None if background.transparent else background.pixels(dataset.background())
     if camera == "capture":
-        shown = None if pixels is None else pixels.pixels(plate)
-        return RenderView(fitted.window, driver.resolution, None, True, shown), None
-    if background.kind == "plate":
-        raise AvatarError(
-            "the background plate is what the capture's camera saw; another camera sees something else",
-            fix="Pass --background transparent, a colour or an image with --camera " + camera,
-        )
-    degrees = parse_orbit(camera)
-    pose = avatar_pose(dataset.tracking, dataset.split.train[dataset.tracking.valid[dataset.split.train]])
-    if degrees is not None:
-        focal = float(dataset.tracking.intrinsics[0, 0])
-        cameras = orbit_cameras(pose, focal, degrees, times)
+        cameras = np.repeat(pose[None], len(times), axis=0)
+        if not bust:
+            return RenderView(cameras, fitted.window, fitted.driver.resolution, None, False, True, shown)
+        focal = np.full(len(times), float(dataset.tracking.intrinsics[0, 0]))
     else:
-        cameras = path_cameras(CameraPath.read(Path(camera)), times, size)
-    # The whole frame, at the pixel density the head window is rendered at.
-    resolution = int(min(size, round(driver.resolution * size / fitted.window.side)))
-    intrinsics = np.stack([centered_intrinsics(focal, size) for focal in cameras.focal_px])
-    intrinsics[:, :2] *= resolution / size
-    shown = None if pixels is None else pixels.pixels(plate)
-    view = RenderView(HeadWindow(0, 0, size), resolution, intrinsics, False, shown)
-    return view, cameras.viewmats @ np.linalg.inv(pose)  # capture camera -> avatar frame -> this camera
+        if background.kind == "plate":
+            raise AvatarError(
+                "the background plate is what the capture's camera saw; another camera sees something else",
+                fix="Pass --background transparent, a colour or an image with --camera " + camera,
+            )
+        degrees = parse_orbit(camera)
+        if degrees is not None:
+            track = orbit_cameras(pose, float(dataset.tracking.intrinsics[0, 0]), degrees, times)
+        else:
+            track = path_cameras(CameraPath.read(Path(camera)), times, size)
+        cameras, focal = track.viewmats, track.focal_px
+    intrinsics = fitted.bust_intrinsics(np.stack([centered_intrinsics(f, size) for f in focal]))
+    window = HeadWindow(0, 0, size)  # the whole frame, at the pixel density of the head window
+    return RenderView(cameras, window, fitted.bust_resolution, intrinsics, bust, False, shown)
 
 
 def drive_with_audio(
@@ -209,16 +215,16 @@ def drive_with_audio(
     )
     turn = np.eye(4)
     turn[:3, :3] = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
-    view, from_capture_camera = render_view(fitted, background, np.arange(count) / fps, camera)
-    viewmats = tracking.viewmats[poses] @ turn  # head -> capture camera
-    if from_capture_camera is not None:  # the head moves in the avatar frame as it moved in the capture
-        viewmats = from_capture_camera @ viewmats
+    view = render_view(fitted, background, np.arange(count) / fps, camera)
+    # the head moves in the avatar frame as it moved in the capture
+    head_poses = np.linalg.inv(fitted.avatar_pose)[None] @ tracking.viewmats[poses] @ turn
+    viewmats = view.cameras @ head_poses
     signals = fitted.with_predicted_motion(
         ClipSignals(features, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])  # the view token sees this camera
     )
     gain = fitted.articulation_gain(signals) if match_amplitude else 1.0
     return DrivenClip(
-        fitted, audio, feature_config.sample_rate, speech, signals, poses, viewmats, view, mouth_scale, gain
+        fitted, audio, feature_config.sample_rate, speech, signals, poses, head_poses, view, mouth_scale, gain
     )
 
 

@@ -24,9 +24,9 @@ from avatar.drive.driver import FittedHead, load_fitted
 from avatar.drive.video import drive_with_audio
 from avatar.eval.lip_sync import LipSyncSummary, lip_sync_plot, score, summarize
 from avatar.eval.plots import line_plot_png, side_by_side
-from avatar.face.regions import mouth_region
+from avatar.face.regions import mouth_region, neck_band
 from avatar.media.video_writer import VideoWriter
-from avatar.metrics.image import psnr_from_mse, ssim
+from avatar.metrics.image import box_from_mask, psnr_from_mse, ssim
 from avatar.metrics.landmarks import FaceMeshRunner, MouthMetrics, mouth_opening
 from avatar.runs.run_dir import RunLayout
 
@@ -71,7 +71,17 @@ def _squared_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None)
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
-    return float(ssim(torch.from_numpy(a), torch.from_numpy(b)))
+    return float(ssim(torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))))
+
+
+def _slices(box: tuple[int, int, int, int]) -> tuple[slice, slice]:
+    """`box_from_mask`'s (y0, y1, x0, x1) -> the rows and columns it covers."""
+    y0, y1, x0, x1 = box
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class EvalMetrics(Record):
     """`avatar eval`'s measurements on the held-out frames (written to --json)."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval"
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
 
     frames: int
     psnr: float  # dB, whole composited frame
@@ -87,6 +97,15 @@ class EvalMetrics(Record):
     psnr_head_box: float  # dB, the head window
     ssim_head_box: float
     psnr_mouth: float  # dB, the mouth region
+    torso: (
+        str  # what drew the torso: "gaussian" (rasterized with the head) or "pasted" (the frame's own pixels)
+    )
+    psnr_torso: float  # dB, the real frame's torso mask
+    ssim_torso: float  # over the torso mask's bounding box
+    psnr_neck: float  # dB, a band across the head's outline below the mouth: chin, jaw, neck (`neck_band`)
+    psnr_torso_pasted: float | None  # with a Gaussian torso, the same three of the pasted torso, to compare
+    ssim_torso_pasted: float | None
+    psnr_neck_pasted: float | None
     lmd_px: float  # lip landmark distance (avatar.metrics.landmarks)
     mouth_open_correlation: float  # Pearson r of the real and rendered mouth opening
     eye_open_correlation: float  # Pearson r of the real and rendered eye openness: do the blinks render?
@@ -197,8 +216,9 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
     viewmats = torch.from_numpy(tracking.viewmats).float()
     background = dataset.background()
     errors = _ErrorSums()
-    ssim_frame, ssim_head = [], []
+    ssim_frame, ssim_head, ssim_torso, ssim_pasted = [], [], [], []
     render_seconds = 0.0
+    band_px = max(2, dataset.size // 64)  # 8 px either side of the outline at 512 px
     box = (slice(window.y0, window.y0 + window.side), slice(window.x0, window.x0 + window.side))
     size = dataset.size
     with MouthMetrics() as mouth, VideoWriter(video_path, int(round(dataset.fps)), 2 * size, size) as video:
@@ -206,19 +226,35 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
             index = int(index)
             conditions = signals.conditions([index], window=driver.model.window, device=driver.device)
             start = time.perf_counter()
-            head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
+            rendered = fitted.render_capture_frame(conditions, index, background, mouth_scale=gain)
             if driver.device.type == "cuda":
                 torch.cuda.synchronize()
             render_seconds += time.perf_counter() - start
             real = dataset.frame(index)
-            rendered = fitted.composite(head, index, background)
             real_float = real.astype(np.float32) / 255
+            masks = dataset.masks(index)
             mouth_mask = (mouth_region(tracking.landmarks[index], size) > 127).astype(np.float32)
+            torso_mask = (masks[..., 2] > 127).astype(np.float32)
+            neck_mask = (neck_band(masks[..., 1], tracking.landmarks[index], band_px) > 127).astype(
+                np.float32
+            )
+            torso_box = box_from_mask(torso_mask)
             errors.add("frame", rendered, real_float)
             errors.add("mouth", rendered, real_float, mouth_mask)
             errors.add("head", rendered[box], real_float[box])
+            errors.add("torso", rendered, real_float, torso_mask)
+            errors.add("neck", rendered, real_float, neck_mask)
             ssim_frame.append(_ssim(rendered, real_float))
             ssim_head.append(_ssim(rendered[box], real_float[box]))
+            if torso_box is not None:
+                ssim_torso.append(_ssim(*(image[_slices(torso_box)] for image in (rendered, real_float))))
+            if fitted.torso is not None:  # the pasted torso of the same frame, to compare
+                head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
+                pasted = fitted.composite(head, index, background)
+                errors.add("torso_pasted", pasted, real_float, torso_mask)
+                errors.add("neck_pasted", pasted, real_float, neck_mask)
+                if torso_box is not None:
+                    ssim_pasted.append(_ssim(*(image[_slices(torso_box)] for image in (pasted, real_float))))
             rendered_u8 = to_uint8(rendered)
             mouth.add(real, rendered_u8)
             video.write(side_by_side(real, rendered_u8))
@@ -238,6 +274,13 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
         psnr_head_box=errors.psnr("head"),
         ssim_head_box=float(np.mean(ssim_head)),
         psnr_mouth=errors.psnr("mouth"),
+        torso="pasted" if fitted.torso is None else "gaussian",
+        psnr_torso=errors.psnr("torso"),
+        ssim_torso=_mean(ssim_torso),
+        psnr_neck=errors.psnr("neck"),
+        psnr_torso_pasted=None if fitted.torso is None else errors.psnr("torso_pasted"),
+        ssim_torso_pasted=None if fitted.torso is None else _mean(ssim_pasted),
+        psnr_neck_pasted=None if fitted.torso is None else errors.psnr("neck_pasted"),
         lmd_px=lips.lmd_px,
         mouth_open_correlation=lips.mouth_open_correlation,
         eye_open_correlation=lips.eye_open_correlation,

@@ -4,10 +4,12 @@
     OUT/frames/NNNNNN.ply     the avatar as frame NNNNNN of the driving clip deforms it (`--audio` or `--frames`)
     OUT/export.json           `ExportManifest`: the convention, the camera of each frame, the files
 
-Coordinates: the head frame of the capture, metres, axes as OpenCV's camera for a frontal face (x to the
-image's right, y down, z away from the camera; the face looks towards -z); `X_cam = R X_head + t` with each
-frame's `viewmat` [[R, t], [0, 1]] puts the avatar where the capture's camera saw it. Viewers that take
-COLMAP-style scenes (the reference 3DGS layout) read these axes as they are.
+Coordinates: the avatar frame (`avatar.data.avatar_frame`: the head frame at the capture's mean head pose),
+metres, axes as OpenCV's camera for a frontal face (x to the image's right, y down, z away from the camera; the
+face looks towards -z). The canonical file is the head at rest at the origin with the torso around it; a driven
+frame's head is moved to where that frame's head was, and each frame's `viewmat` [[R, t], [0, 1]] (`X_cam = R
+X + t`) puts the capture's camera where it saw it. Viewers that take COLMAP-style scenes (the reference 3DGS
+layout) read these axes as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, ClassVar
 import numpy as np
 import torch
 import tyro
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from avatar.core.atomic import check_writable
@@ -28,9 +31,13 @@ from avatar.core.records import Record
 from avatar.drive.driver import FittedHead, load_fitted
 from avatar.drive.video import drive_with_audio
 from avatar.export.splat_ply import write_splat_ply
+from avatar.model.deformation import FrameConditions
+from avatar.model.gaussians import GaussianSet
+from avatar.model.rigid import concatenate, transform_gaussians
 from avatar.model.talking_head import ClipSignals
+from avatar.model.torso import bust_gaussians
 
-CONVENTION = "head frame, metres; x right, y down, z away from the camera (OpenCV); X_cam = R X_head + t"
+CONVENTION = "avatar frame, metres; x right, y down, z away from the camera (OpenCV); X_cam = R X + t"
 
 
 @dataclass
@@ -60,7 +67,7 @@ class ExportConfig:
 class ExportedFrame:
     index: int  # frame of the driving clip
     file: str  # relative to the export directory
-    viewmat: list[list[float]]  # [4, 4] head -> camera of the capture's camera at this frame
+    viewmat: list[list[float]]  # [4, 4] avatar frame -> the capture's camera at this frame
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,8 @@ def parse_frames(text: str, count: int) -> np.ndarray:
 @dataclass(frozen=True)
 class _Drive:
     signals: ClipSignals
-    viewmats: np.ndarray  # [F, 4, 4]
+    head_poses: np.ndarray  # [F, 4, 4] head -> avatar frame
+    cameras: np.ndarray  # [F, 4, 4] avatar frame -> the capture's camera
     mouth_scale: float  # the user's times the articulation gain
     frames: np.ndarray  # [M] the frames to export
 
@@ -108,7 +116,8 @@ def _drive(fitted: FittedHead, config: ExportConfig) -> _Drive | None:
     if config.audio is not None:
         clip = drive_with_audio(fitted, config.audio, mouth_scale=config.mouth_scale)
         frames = np.arange(clip.count) if config.frames is None else parse_frames(config.frames, clip.count)
-        return _Drive(clip.signals, clip.viewmats, clip.mouth_scale * clip.articulation_gain, frames)
+        scale = clip.mouth_scale * clip.articulation_gain
+        return _Drive(clip.signals, clip.head_poses, clip.view.cameras, scale, frames)
     if config.frames is None:
         return None
     tracking = fitted.dataset.tracking
@@ -122,7 +131,23 @@ def _drive(fitted: FittedHead, config: ExportConfig) -> _Drive | None:
         )
     signals = fitted.with_predicted_motion(fitted.capture_signals())
     gain = fitted.articulation_gain(signals)
-    return _Drive(signals, tracking.viewmats, config.mouth_scale * gain, frames)
+    pose = fitted.avatar_pose
+    head_poses = np.linalg.inv(pose)[None] @ tracking.viewmats
+    return _Drive(
+        signals, head_poses, np.repeat(pose[None], len(head_poses), 0), config.mouth_scale * gain, frames
+    )
+
+
+def frame_gaussians(
+    fitted: FittedHead, conditions: FrameConditions, head_pose: Tensor, mouth_scale: float
+) -> GaussianSet:
+    """The avatar of one driven frame in the avatar frame: its head moved there by `head_pose` [4, 4] (head ->
+    avatar frame), then its torso when the run has one, in `bust_gaussians`' order."""
+    model, torso = fitted.driver.model, fitted.torso
+    head = model(conditions, mouth_scale=mouth_scale)[0][0]
+    if torso is None:
+        return transform_gaussians(head, head_pose[:3, :3], head_pose[:3, 3])
+    return bust_gaussians(head, head_pose, torso(head_pose))
 
 
 @torch.no_grad()
@@ -133,19 +158,22 @@ def export_avatar(config: ExportConfig) -> ExportManifest:
         raise AvatarError("--out is a file, not a directory", path=out, fix="Pass a directory to --out")
     check_writable(out / "export.json", flag="--out")
     fitted = load_fitted(config.run, device=config.device, backend="torch", dataset=config.dataset)
-    model = fitted.driver.model
+    model, device = fitted.driver.model, fitted.driver.device
     canonical = model.gaussians.activated()
+    if fitted.torso is not None:
+        canonical = concatenate([canonical, fitted.torso.gaussians.activated()])
     write_splat_ply(out / "canonical.ply", canonical)
     drive = _drive(fitted, config)
     exported = []
     if drive is not None:
         (out / "frames").mkdir(exist_ok=True)
         for index in tqdm(drive.frames.tolist(), desc="export", unit="frame", disable=not config.progress):
-            conditions = drive.signals.conditions([index], window=model.window, device=fitted.driver.device)
-            gaussians = model(conditions, mouth_scale=drive.mouth_scale)[0][0]
+            conditions = drive.signals.conditions([index], window=model.window, device=device)
+            head_pose = torch.from_numpy(drive.head_poses[index]).float().to(device)
             name = f"frames/{index:06d}.ply"
-            write_splat_ply(out / name, gaussians)
-            exported.append(ExportedFrame(index, name, np.asarray(drive.viewmats[index], float).tolist()))
+            write_splat_ply(out / name, frame_gaussians(fitted, conditions, head_pose, drive.mouth_scale))
+            viewmat = np.asarray(drive.cameras[index], float).tolist()
+            exported.append(ExportedFrame(index, name, viewmat))
     dataset = fitted.dataset
     manifest = ExportManifest(
         convention=CONVENTION,

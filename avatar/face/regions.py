@@ -60,6 +60,18 @@ def mouth_region(landmarks: np.ndarray, size: int, grow: float = 0.3) -> np.ndar
     return cv2.dilate(outline, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
 
 
+def neck_band(head_mask: np.ndarray, landmarks: np.ndarray, width_px: int) -> np.ndarray:
+    """[S, S] head mask (uint8, 255 inside) and [478, 3] landmarks -> [S, S] uint8: the band `width_px` either
+    side of the head's outline below the mouth corners: the chin, the jaw and where the neck meets them, the
+    seam between a head and a torso drawn apart."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width_px + 1,) * 2)
+    inside = (head_mask > 127).astype(np.uint8) * 255
+    band = cv2.subtract(cv2.dilate(inside, kernel), cv2.erode(inside, kernel))
+    below = int(np.ceil(max(landmarks[MOUTH_CORNER_A, 1], landmarks[MOUTH_CORNER_B, 1])))
+    band[: max(0, min(below, band.shape[0]))] = 0
+    return band
+
+
 def mouth_interior(landmarks: np.ndarray, size: int) -> np.ndarray:
     """[478, 3] -> [size, size] uint8: inside the inner lip contour."""
     return _fill(landmarks[list(INNER_LIPS), :2], size)

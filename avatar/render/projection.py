@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from avatar.model.rigid import quat_to_rotmat
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -17,17 +19,6 @@ class Projection:
     depths: Tensor  # [N] camera-space z
     radii: Tensor  # [N] int32, ceil(3 sigma) of the largest axis in pixels; 0 for culled
     cov2d: Tensor  # [N, 2, 2] 2D covariance including the eps2d low-pass
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Rotation matrices [N, 3, 3] from quaternions [N, 4] (w, x, y, z), normalised here."""
-    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
 
 
 def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:

@@ -53,6 +53,10 @@ class RunLayout:
     def opening_transfer(self) -> Path:
         return self.root / "opening_transfer.json"
 
+    @property
+    def torso(self) -> Path:
+        return self.root / "torso.safetensors"
+
 
 def read_run(run_dir: Path) -> RunRecord:
     """The run's `run.json`: how to rebuild and drive its model."""

@@ -65,6 +65,9 @@ class TrainSettings:
     val_every: int = 200
     val_frames: int = 8
     checkpoint_every: int = 200
+    steps_torso: int = 300  # the torso's own fit, after the head's (avatar/train/torso_fit.py)
+    torso_gaussians: int = 3000
+    torso_resolution: int | None = 160  # side of the whole frame the torso is fitted at; None = the crop's
 
     @property
     def total_steps(self) -> int:
@@ -95,6 +98,7 @@ class TrainSettings:
             densify_every=max(10, round(self.densify_every * min(1.0, factor))),
             val_every=max(10, round(self.val_every * factor)),
             checkpoint_every=max(10, round(self.checkpoint_every * factor)),
+            steps_torso=max(1, round(self.steps_torso * factor)),
         )
 
 
@@ -124,6 +128,9 @@ PRESETS: dict[str, TrainSettings] = {
         opacity_reset_every=3000,
         val_every=1000,
         checkpoint_every=1000,
+        steps_torso=3000,
+        torso_gaussians=30000,
+        torso_resolution=None,
     ),
 }
 
@@ -147,6 +154,9 @@ class FitConfig:
     """Side of the rendered head window in pixels; default: the preset's."""
     audio: bool = True
     """Drive the model with audio; --no-audio zeroes the audio tokens (an ablation)."""
+    torso: bool = True
+    """Fit Gaussians for the neck and shoulders after the head, rendered with it in one pass; --no-torso
+    renders the capture's own torso pixels under the head instead (its camera only)."""
     device: DeviceName = "auto"
     """Where to train; auto = cuda when available."""
     backend: RasterizerName = "auto"

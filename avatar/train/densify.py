@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from avatar.model.gaussians import PARAMETER_NAMES, CanonicalGaussians, RowChange, inverse_sigmoid
-from avatar.render.projection import quat_to_rotmat
+from avatar.model.rigid import quat_to_rotmat
 
 SPLIT_CHILDREN = 2
 SPLIT_SCALE_DIVISOR = 1.6  # 0.8 * SPLIT_CHILDREN, as in the reference implementation

@@ -30,12 +30,14 @@ from avatar.runs.checkpoint import has_checkpoint
 from avatar.runs.record import FitSummary, RunRecord
 from avatar.runs.run_dir import RunLayout, read_run
 from avatar.runs.settings import PRESETS, FitConfig, PresetName, Stage, TrainSettings
+from avatar.runs.torso_file import save_torso, torso_step
 from avatar.train.data import prepare_training_data
 from avatar.train.log import TrainLog
 from avatar.train.losses import LossTerms
 from avatar.train.state import TrainingState, head_extent
 from avatar.train.step import TrainStep
 from avatar.train.strategy import DensifyStrategy
+from avatar.train.torso_fit import fit_torso
 from avatar.train.validation import validation_psnr
 
 
@@ -216,6 +218,18 @@ class FitRun:
             if not state.finished:
                 log.flush()
                 state.save(self.layout.root, total, time.perf_counter() - clock, finished=True)
+        if self.config.torso and torso_step(self.layout.torso) != total:
+            torso = fit_torso(
+                state.model,
+                self.dataset,
+                data.signals,
+                data.motion_targets[:-1],
+                settings,
+                self.backend,
+                seed=self.config.seed,
+                progress=self.config.progress,
+            )
+            save_torso(self.layout.torso, torso, total)
         summary = self._summary(record, state, total, time.perf_counter() - clock, val_psnr)
         summary.write(self.layout.summary)
         return summary
