@@ -71,7 +71,7 @@ def _smoothing_loss(head, signals: ClipSignals, fps: float, frames: np.ndarray) 
 def test_gain_brings_the_clip_s_articulation_to_the_capture_s():
     head = _talking_head()
     signals = _signals(np.full(60, 0.5))
-    fps, confidence = 10.0, 60 / (60 + 20)  # 6 s of speech
+    fps, confidence = 10.0, 60 / (60 + 10)  # 6 s of speech against the prior's 1 s
     driven = _driven_rms(head, signals, fps, np.arange(60))
     assert driven > 1e-4
     level = ArticulationLevel(rms=1.6 * driven, speech_loudness=0.0)
@@ -86,13 +86,13 @@ def test_gain_brings_the_clip_s_articulation_to_the_capture_s():
 def test_a_short_clip_s_gain_is_drawn_towards_one():
     head = _talking_head()
     signals = _signals(np.full(100, 0.5))
-    fps = 25.0  # 4 s of speech: 100 / (100 + 50) of the measured gain, in log
+    fps = 25.0  # 4 s of speech: 100 / (100 + 25) of the measured gain, in log
     level = ArticulationLevel(rms=2 * _driven_rms(head, signals, fps, np.arange(100)), speech_loudness=0.0)
     loss = _smoothing_loss(head, signals, fps, np.arange(100))
-    assert articulation_gain(head, signals, level, fps) == pytest.approx(2 ** (100 / 150) * loss, rel=1e-4)
-    raw = level.rms / _driven_rms(head, signals, fps, np.arange(50))
-    half = articulation_gain(head, signals, level, fps, np.arange(50))  # 2 s: half, in log
-    assert half == pytest.approx(raw**0.5 * _smoothing_loss(head, signals, fps, np.arange(50)), rel=1e-4)
+    assert articulation_gain(head, signals, level, fps) == pytest.approx(2 ** (100 / 125) * loss, rel=1e-4)
+    raw = level.rms / _driven_rms(head, signals, fps, np.arange(25))
+    half = articulation_gain(head, signals, level, fps, np.arange(25))  # 1 s: half, in log
+    assert half == pytest.approx(raw**0.5 * _smoothing_loss(head, signals, fps, np.arange(25)), rel=1e-4)
     assert articulation_gain(head, signals, level, fps, np.arange(20)) == 1.0  # under 1 s: not measured
 
 
@@ -102,7 +102,7 @@ def test_gain_measures_the_speech_frames_and_leaves_a_silent_clip_alone():
     signals = _signals(loudness)
     level = ArticulationLevel(rms=2 * _driven_rms(head, signals, 10.0, np.arange(40)), speech_loudness=0.0)
     loss = _smoothing_loss(head, signals, 10.0, np.arange(40))
-    assert articulation_gain(head, signals, level, 10.0) == pytest.approx(2 ** (40 / 60) * loss, rel=1e-4)
+    assert articulation_gain(head, signals, level, 10.0) == pytest.approx(2 ** (40 / 50) * loss, rel=1e-4)
     assert articulation_gain(head, _signals(np.full(80, -3.0)), level, 25.0) == 1.0  # nothing to measure
 
 
@@ -152,7 +152,7 @@ def test_clip_motion_is_the_prediction_of_every_frame_smoothed(monkeypatch):
 def test_the_gain_makes_good_what_the_smoothing_takes_off_the_amplitude():
     head = _talking_head()
     signals = _signals(np.where(np.arange(60) % 2 == 0, 0.5, 2.5))  # a voice that changes every frame
-    fps, confidence = 10.0, 60 / 80
+    fps, confidence = 10.0, 60 / 70
     rest = silence_motion(head, signals)
     heard = motion_rms(frame_motion(head, signals), rest)
     shown = motion_rms(clip_motion(head, signals, fps), rest)
