@@ -148,13 +148,14 @@ def _run_eval(config) -> None:
             f"held-out frames: {metrics.frames}",
             f"  PSNR {metrics.psnr:.2f} dB (head box {metrics.psnr_head_box:.2f}, mouth {metrics.psnr_mouth:.2f}), "
             f"SSIM {metrics.ssim:.4f} (head box {metrics.ssim_head_box:.4f})",
-            f"  {metrics.torso} torso: PSNR {metrics.psnr_torso:.2f} dB, SSIM {metrics.ssim_torso:.4f}, "
-            f"neck band PSNR {metrics.psnr_neck:.2f} dB"
+            f"  head mask PSNR {metrics.psnr_head:.2f} dB; {metrics.torso} torso: PSNR {metrics.psnr_torso:.2f} dB, "
+            f"SSIM {metrics.ssim_torso:.4f}, neck band PSNR {metrics.psnr_neck:.2f} dB"
             + (
                 ""
                 if metrics.psnr_torso_pasted is None
-                else f" (the capture's pasted torso: {metrics.psnr_torso_pasted:.2f} dB, "
-                f"{metrics.ssim_torso_pasted:.4f}, neck {metrics.psnr_neck_pasted:.2f} dB)"
+                else f"\n  the same with the capture's own torso pasted: head {metrics.psnr_head_pasted:.2f} dB, "
+                f"torso {metrics.psnr_torso_pasted:.2f} dB, {metrics.ssim_torso_pasted:.4f}, "
+                f"neck {metrics.psnr_neck_pasted:.2f} dB"
             ),
             f"  LMD {metrics.lmd_px:.2f} px, mouth-opening correlation {metrics.mouth_open_correlation:.3f}",
             f"  rendering {metrics.render_fps:.1f} frames/s on {metrics.device}",

@@ -97,13 +97,15 @@ class EvalMetrics(Record):
     psnr_head_box: float  # dB, the head window
     ssim_head_box: float
     psnr_mouth: float  # dB, the mouth region
+    psnr_head: float  # dB, the real frame's head mask
     torso: (
-        str  # what drew the torso: "gaussian" (rasterized with the head) or "pasted" (the frame's own pixels)
+        str  # what drew the torso: "gaussian" (with the head, one pass) or "pasted" (the frame's own pixels)
     )
     psnr_torso: float  # dB, the real frame's torso mask
     ssim_torso: float  # over the torso mask's bounding box
     psnr_neck: float  # dB, a band across the head's outline below the mouth: chin, jaw, neck (`neck_band`)
-    psnr_torso_pasted: float | None  # with a Gaussian torso, the same three of the pasted torso, to compare
+    psnr_head_pasted: float | None  # with a Gaussian torso, the same four of the pasted torso, to compare
+    psnr_torso_pasted: float | None
     ssim_torso_pasted: float | None
     psnr_neck_pasted: float | None
     lmd_px: float  # lip landmark distance (avatar.metrics.landmarks)
@@ -242,6 +244,8 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
             errors.add("frame", rendered, real_float)
             errors.add("mouth", rendered, real_float, mouth_mask)
             errors.add("head", rendered[box], real_float[box])
+            head_mask = (masks[..., 1] > 127).astype(np.float32)
+            errors.add("head_mask", rendered, real_float, head_mask)
             errors.add("torso", rendered, real_float, torso_mask)
             errors.add("neck", rendered, real_float, neck_mask)
             ssim_frame.append(_ssim(rendered, real_float))
@@ -251,6 +255,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
             if fitted.torso is not None:  # the pasted torso of the same frame, to compare
                 head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
                 pasted = fitted.composite(head, index, background)
+                errors.add("head_mask_pasted", pasted, real_float, head_mask)
                 errors.add("torso_pasted", pasted, real_float, torso_mask)
                 errors.add("neck_pasted", pasted, real_float, neck_mask)
                 if torso_box is not None:
@@ -274,10 +279,12 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
         psnr_head_box=errors.psnr("head"),
         ssim_head_box=float(np.mean(ssim_head)),
         psnr_mouth=errors.psnr("mouth"),
+        psnr_head=errors.psnr("head_mask"),
         torso="pasted" if fitted.torso is None else "gaussian",
         psnr_torso=errors.psnr("torso"),
         ssim_torso=_mean(ssim_torso),
         psnr_neck=errors.psnr("neck"),
+        psnr_head_pasted=None if fitted.torso is None else errors.psnr("head_mask_pasted"),
         psnr_torso_pasted=None if fitted.torso is None else errors.psnr("torso_pasted"),
         ssim_torso_pasted=None if fitted.torso is None else _mean(ssim_pasted),
         psnr_neck_pasted=None if fitted.torso is None else errors.psnr("neck_pasted"),

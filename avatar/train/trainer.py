@@ -31,7 +31,7 @@ from avatar.runs.record import FitSummary, RunRecord
 from avatar.runs.run_dir import RunLayout, read_run
 from avatar.runs.settings import PRESETS, FitConfig, PresetName, Stage, TrainSettings
 from avatar.runs.torso_file import save_torso, torso_step
-from avatar.train.data import prepare_training_data
+from avatar.train.data import TrainingData, prepare_training_data
 from avatar.train.log import TrainLog
 from avatar.train.losses import LossTerms
 from avatar.train.state import TrainingState, head_extent
@@ -218,21 +218,31 @@ class FitRun:
             if not state.finished:
                 log.flush()
                 state.save(self.layout.root, total, time.perf_counter() - clock, finished=True)
-        if self.config.torso and torso_step(self.layout.torso) != total:
-            torso = fit_torso(
-                state.model,
-                self.dataset,
-                data.signals,
-                data.motion_targets[:-1],
-                settings,
-                self.backend,
-                seed=self.config.seed,
-                progress=self.config.progress,
-            )
-            save_torso(self.layout.torso, torso, total)
+        if data.val is not None and math.isnan(val_psnr):  # resumed after the last step
+            val_psnr = validation_psnr(state.model, data, settings.stage(total - 1), self.backend)
+        self._fit_torso(state, data, settings, total)
         summary = self._summary(record, state, total, time.perf_counter() - clock, val_psnr)
         summary.write(self.layout.summary)
         return summary
+
+    def _fit_torso(
+        self, state: TrainingState, data: TrainingData, settings: TrainSettings, step: int
+    ) -> None:
+        """Fits the torso under the finished head and keeps it in the run, unless there is one for this step
+        (or --no-torso)."""
+        if not self.config.torso or torso_step(self.layout.torso) == step:
+            return
+        torso = fit_torso(
+            state.model,
+            self.dataset,
+            data.signals,
+            data.motion_targets[:-1],
+            settings,
+            self.backend,
+            seed=self.config.seed,
+            progress=self.config.progress,
+        )
+        save_torso(self.layout.torso, torso, step)
 
     def _step(
         self, state: TrainingState, forward: TrainStep, strategy: DensifyStrategy, step: int, stage: Stage
