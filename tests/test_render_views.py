@@ -64,6 +64,11 @@ def test_an_orbit_turns_the_avatar_and_keeps_it_whole(sample_runs, tmp_path):
         count, labels, stats, _ = cv2.connectedComponentsWithStats(covered)
         areas = sorted(stats[1:, cv2.CC_STAT_AREA], reverse=True)
         assert areas and sum(areas[1:]) <= 0.01 * areas[0]  # one region: no part cut off
+        count, _, stats, _ = cv2.connectedComponentsWithStats(1 - covered)
+        height, width = covered.shape
+        x, y, w, h = (stats[1:, k] for k in range(4))
+        enclosed = (x > 0) & (y > 0) & (x + w < width) & (y + h < height)  # background the bust surrounds
+        assert stats[1:, cv2.CC_STAT_AREA][enclosed].sum() <= 0.005 * areas[0]  # no hole, no gap at the neck
     assert fitted.torso is not None and clip.view.bust  # the fit made a torso: the whole bust turns
     capture = drive_with_audio(fitted, speech, background=parse_background("transparent"))
     first = next(capture.frames())

@@ -217,15 +217,13 @@ class FittedHead:
         """Renders training frames with their tracked motion, composited as a render is, against the real ones."""
         dataset, driver = self.dataset, self.driver
         signals = self.capture_signals()
-        viewmats = torch.from_numpy(dataset.tracking.viewmats).float()
         background = dataset.background()
 
         def conditions(index: int) -> FrameConditions:
             return signals.conditions([index], window=driver.model.window, device=driver.device)
 
         def render(index: int, frame_conditions: FrameConditions) -> np.ndarray:
-            head = driver.render(frame_conditions, viewmats[index : index + 1])[0]
-            return to_uint8(self.composite(head, index, background))
+            return to_uint8(self.render_capture_frame(frame_conditions, index, background))
 
         train = dataset.split.train
         frames = measurement_frames(train[dataset.tracking.valid[train]])
