@@ -41,7 +41,7 @@ class RenderConfig:
     audio: Path
     """Driving audio: wav, flac, mp3, m4a, or a video's audio track; any sample rate."""
     out: Path
-    """The mp4 to write."""
+    """The video to write: .mp4 (H.264), or with an alpha channel .webm (VP9) or .mov (ProRes 4444)."""
     background: str | None = None
     """plate (the capture's background; only with the capture's camera), transparent (an alpha channel: --out
     .webm or .mov), a colour (white, black, grey, green, blue or #rrggbb) or an image file; default: the plate
@@ -127,9 +127,9 @@ class DrivenClip:
                 head = driver.render_bust(conditions, pose, camera, K, view.resolution, mouth_scale=scale)
             else:
                 viewmat = torch.from_numpy(viewmats[i : i + 1])
-                head = driver.render(conditions, viewmat, mouth_scale=scale, K=K, resolution=view.resolution)[
-                    0
-                ]
+                (head,) = driver.render(
+                    conditions, viewmat, mouth_scale=scale, K=K, resolution=view.resolution
+                )
             torso = int(self.poses[i]) if view.capture_torso else None
             yield to_uint8(self.fitted.composite(head, torso, view.background, window=view.window))
 
