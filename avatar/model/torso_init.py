@@ -4,7 +4,7 @@ A phone video sees the torso from one side only, so its depth is a guess the fit
 cylinder whose front is `NECK_BEHIND_HEAD_M` behind the head's origin, as wide as the torso mask, and
 `DEPTH_PER_WIDTH` as deep as it is wide (a chest is flatter than round), so that a turned camera sees the
 shoulders recede. Each of `num` Gaussians sits on the ray of a pixel drawn from the mask, takes the pixel's
-colour and a size of about a pixel's footprint. Its `neck_weights` (`avatar.model.torso`) fall smoothly from 1
+colour and a size that makes neighbours overlap (`SPACING_SCALE` of their spacing on the mask). Its `neck_weights` (`avatar.model.torso`) fall smoothly from 1
 at the chin to 0 `NECK_LENGTH_M` below it.
 """
 
@@ -21,7 +21,7 @@ NECK_BEHIND_HEAD_M = 0.03
 DEPTH_PER_WIDTH = 0.6
 NECK_LENGTH_M = 0.08
 INITIAL_OPACITY = 0.7
-FOOTPRINT_SCALE = 1.5  # a Gaussian's standard deviation per pixel footprint, so neighbours overlap
+SPACING_SCALE = 0.6  # a Gaussian's standard deviation per spacing of the Gaussians, so that neighbours overlap
 MIN_PIXELS = 50
 
 
@@ -60,7 +60,8 @@ def init_torso(
     inverse = np.linalg.inv(avatar_pose)
     means = points @ inverse[:3, :3].T + inverse[:3, 3]
     colours = image[rows[pick], cols[pick]].astype(np.float32) / 255
-    footprint = depth / focal * FOOTPRINT_SCALE
+    spacing_px = np.sqrt(len(rows) / num)  # between neighbouring Gaussians, in pixels
+    footprint = depth / focal * max(1.0, spacing_px) * SPACING_SCALE
     neck = np.clip((chin[1] + NECK_LENGTH_M - means[:, 1]) / NECK_LENGTH_M, 0.0, 1.0)
     neck = neck * neck * (3 - 2 * neck)  # smoothstep
     quats = np.zeros((num, 4))
