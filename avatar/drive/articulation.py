@@ -42,9 +42,7 @@ from avatar.audio.sync import speech_loudness
 from avatar.model.talking_head import ClipSignals, TalkingHead
 
 MAX_GAIN = 2.5
-MEDIAN_SECONDS = (
-    0.04  # the running median of the predicted motion reaches this far either side (1 frame at 25 fps)
-)
+MEDIAN_SECONDS = 0.04  # the running median of the motion reaches this far either side (a frame at 25 fps)
 SMOOTHING_SECONDS = 0.04  # then the standard deviation of the Gaussian it is smoothed with
 SPEECH_QUANTILE = 0.3
 MIN_SPEECH_SECONDS = 1.0  # less speech than this: too little to measure, gain 1
