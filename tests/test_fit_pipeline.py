@@ -55,12 +55,10 @@ def _held_out_mouth_psnr(run: Path, *, silence: bool) -> float:
         signals = replace(signals, audio=torch.zeros_like(torch.as_tensor(signals.audio)))
     signals = fitted.with_predicted_motion(signals)
     gain = fitted.articulation_gain(signals, dataset.split.val)  # as `avatar eval` renders them
-    viewmats = torch.from_numpy(dataset.tracking.viewmats).float()
     squared, count = 0.0, 0.0
     for index in dataset.split.val.tolist():
         conditions = signals.conditions([index], window=driver.model.window)
-        head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
-        rendered = fitted.composite(head, index, dataset.background())
+        rendered = fitted.render_capture_frame(conditions, index, dataset.background(), mouth_scale=gain)
         real = dataset.frame(index).astype(np.float32) / 255
         mask = (mouth_region(dataset.tracking.landmarks[index], dataset.size) > 127)[..., None]
         squared += float((np.square(rendered - real) * mask).sum())

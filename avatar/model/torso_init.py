@@ -21,7 +21,9 @@ NECK_BEHIND_HEAD_M = 0.03
 DEPTH_PER_WIDTH = 0.6
 NECK_LENGTH_M = 0.08
 INITIAL_OPACITY = 0.7
-SPACING_SCALE = 0.6  # a Gaussian's standard deviation per spacing of the Gaussians, so that neighbours overlap
+SPACING_SCALE = (
+    0.6  # a Gaussian's standard deviation per spacing of the Gaussians, so that neighbours overlap
+)
 MIN_PIXELS = 50
 
 
