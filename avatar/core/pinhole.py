@@ -13,6 +13,13 @@ def centered_intrinsics(focal_px: float, size: int) -> np.ndarray:
     return np.array([[focal_px, 0.0, c], [0.0, focal_px, c], [0.0, 0.0, 1.0]])
 
 
+def resampled_intrinsics(K: np.ndarray, size: int, out_px: int) -> np.ndarray:
+    """[..., 3, 3] cameras of a size x size image -> the same cameras for the image resampled to out_px x out_px."""
+    scaled = np.array(K, dtype=np.float64)
+    scaled[..., :2, :] *= out_px / size
+    return scaled
+
+
 def focal_from_fov(fov_degrees: float, size: int) -> float:
     """The focal length in pixels that gives a field of view of `fov_degrees` across `size` pixels."""
     return 0.5 * size / math.tan(math.radians(fov_degrees) / 2)

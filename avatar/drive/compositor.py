@@ -27,6 +27,14 @@ def torso_over_background(
     return (frame.astype(np.float32) * weight + background.astype(np.float32) * (1 - weight)) / 255
 
 
+def empty_base(background: np.ndarray | None, size: int) -> np.ndarray:
+    """-> what a head is composited over when no torso is pasted: `background` [S, S, 3] uint8 as [S, S, 3]
+    float32 in [0, 1], or with no background a transparent [S, S, 4] premultiplied RGBA."""
+    if background is None:
+        return np.zeros((size, size, 4), np.float32)
+    return background.astype(np.float32) / 255
+
+
 def head_over(
     base: np.ndarray,  # [S, S, 3] float32 in [0, 1]
     head_rgb: np.ndarray,  # [R, R, 3] float32, premultiplied: the head rendered over black

@@ -15,11 +15,12 @@ from avatar.audio.phones import AlignedSpeech
 from avatar.audio.sync import speech_loudness
 from avatar.core.backends import DeviceName, RasterizerName, resolve_device
 from avatar.core.errors import AvatarError
+from avatar.core.pinhole import resampled_intrinsics
 from avatar.data.avatar_frame import avatar_pose
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
 from avatar.drive.articulation import ArticulationLevel, articulation_gain, capture_level, clip_motion
-from avatar.drive.compositor import head_over, to_uint8, torso_over_background
+from avatar.drive.compositor import empty_base, head_over, to_uint8, torso_over_background
 from avatar.drive.opening_transfer import (
     OpeningTransfer,
     cached_opening_transfer,
@@ -176,9 +177,7 @@ class FittedHead:
 
     def bust_intrinsics(self, intrinsics: np.ndarray) -> np.ndarray:
         """[..., 3, 3] cameras of the S x S frame -> the same for the frame rendered at `bust_resolution`."""
-        scaled = np.array(intrinsics, dtype=np.float64)
-        scaled[..., :2, :] *= self.bust_resolution / self.dataset.size
-        return scaled
+        return resampled_intrinsics(intrinsics, self.dataset.size, self.bust_resolution)
 
     @property
     def hears_phones(self) -> bool:
@@ -259,12 +258,11 @@ class FittedHead:
         """-> [S, S, 3] float32 in [0, 1]: the head (rendered in `window`, default the run's head window) over
         capture frame `torso_frame`'s torso (None: no torso) over `background`; with no background, [S, S, 4]
         premultiplied RGBA (`avatar.drive.compositor`)."""
-        size = self.dataset.size
-        if torso_frame is not None:
-            frame, masks = self.dataset.frame(torso_frame), self.dataset.masks(torso_frame)
+        if torso_frame is None:
+            base = empty_base(background, self.dataset.size)
         else:
-            frame, masks = np.zeros((size, size, 3), np.uint8), np.zeros((size, size, 4), np.uint8)
-        base = torso_over_background(frame, masks, background)
+            frame, masks = self.dataset.frame(torso_frame), self.dataset.masks(torso_frame)
+            base = torso_over_background(frame, masks, background)
         window = self.window if window is None else window
         return head_over(base, head.rgb.cpu().numpy(), head.alpha.cpu().numpy(), window)
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from avatar.core.backends import HashGridName
+from avatar.model.gaussians import CanonicalGaussians
 from avatar.model.talking_head import TalkingHead
 from avatar.runs.checkpoint import load_checkpoint, save_checkpoint
 from avatar.runs.run_dir import model_from_checkpoint
@@ -16,24 +17,35 @@ from avatar.runs.settings import TrainSettings
 from avatar.train.densify import DensifyState
 
 
-def head_extent(model: TalkingHead) -> float:
-    """Radius of the canonical Gaussians' positions around their mean, metres."""
-    means = model.gaussians.means.detach()
+def extent(gaussians: CanonicalGaussians) -> float:
+    """Radius of the Gaussians' positions around their mean, metres."""
+    means = gaussians.means.detach()
     return float((means - means.mean(0)).norm(dim=-1).max())
 
 
-def make_optimizer(model: TalkingHead, settings: TrainSettings) -> torch.optim.Adam:
-    """Adam over one group per Gaussian parameter, the hash grid and the rest of the deformation network; the
-    position learning rate scales with the head's extent."""
+def head_extent(model: TalkingHead) -> float:
+    """Radius of the canonical head Gaussians' positions around their mean, metres."""
+    return extent(model.gaussians)
+
+
+def gaussian_groups(gaussians: CanonicalGaussians, settings: TrainSettings) -> list[dict]:
+    """Adam parameter groups, one per Gaussian parameter; the position learning rate scales with the
+    Gaussians' extent."""
     rates = {
-        "means": settings.lr_means * head_extent(model),
+        "means": settings.lr_means * extent(gaussians),
         "quats": settings.lr_quats,
         "log_scales": settings.lr_scales,
         "opacity_logits": settings.lr_opacities,
         "color_logits": settings.lr_colors,
     }
-    params = model.gaussians.parameters_by_name()
-    groups = [{"name": name, "params": [param], "lr": rates[name]} for name, param in params.items()]
+    params = gaussians.parameters_by_name()
+    return [{"name": name, "params": [param], "lr": rates[name]} for name, param in params.items()]
+
+
+def make_optimizer(model: TalkingHead, settings: TrainSettings) -> torch.optim.Adam:
+    """Adam over one group per Gaussian parameter, the hash grid and the rest of the deformation network; the
+    position learning rate scales with the head's extent."""
+    groups = gaussian_groups(model.gaussians, settings)
     hash_params = list(model.deformation.hash_grid.parameters())
     hash_ids = {id(param) for param in hash_params}
     other = [param for param in model.deformation.parameters() if id(param) not in hash_ids]

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from avatar.core.backends import RasterizerName
+from avatar.core.pinhole import resampled_intrinsics
 from avatar.data.avatar_frame import avatar_pose
 from avatar.data.dataset import Dataset
 from avatar.model.deformation import FrameConditions
@@ -26,6 +27,7 @@ from avatar.model.torso_init import init_torso
 from avatar.render.rasterize import render_gaussians
 from avatar.runs.settings import TrainSettings
 from avatar.train import losses
+from avatar.train.state import gaussian_groups
 
 CHIN = 152  # the face-mesh landmark at the chin
 REFERENCE_CANDIDATES = 12  # training frames whose torso masks are compared for the initial torso
@@ -34,13 +36,6 @@ MAX_TARGETS = 200  # training frames the torso fits to, spread over the clip
 
 def torso_resolution(settings: TrainSettings, size: int) -> int:
     return size if settings.torso_resolution is None else min(size, settings.torso_resolution)
-
-
-def bust_intrinsics(intrinsics: np.ndarray, size: int, resolution: int) -> torch.Tensor:
-    """[3, 3] the crop's camera -> that of the whole crop resampled to `resolution` pixels."""
-    K = np.array(intrinsics, dtype=np.float64)
-    K[:2] *= resolution / size
-    return torch.from_numpy(K).float()
 
 
 def _reference_frame(dataset: Dataset, frames: np.ndarray) -> int:
@@ -79,7 +74,7 @@ def fit_torso(
         seed=seed,
     ).to(device)
     resolution = torso_resolution(settings, size)
-    K = bust_intrinsics(tracking.intrinsics, size, resolution).to(device)
+    K = torch.from_numpy(resampled_intrinsics(tracking.intrinsics, size, resolution)).float().to(device)
     plate = _resized(dataset.background(), resolution, device)
     viewmat = torch.from_numpy(pose).float().to(device)
     targets = train[np.linspace(0, len(train) - 1, min(MAX_TARGETS, len(train))).round().astype(int)]
@@ -123,15 +118,8 @@ def _resized(image: np.ndarray, resolution: int, device: torch.device) -> torch.
 
 
 def _optimizer(torso: TorsoModel, settings: TrainSettings) -> torch.optim.Adam:
-    means = torso.gaussians.means.detach()
-    extent = float((means - means.mean(0)).norm(dim=-1).max())
-    rates = {
-        "means": settings.lr_means * extent,
-        "quats": settings.lr_quats,
-        "log_scales": settings.lr_scales,
-        "opacity_logits": settings.lr_opacities,
-        "color_logits": settings.lr_colors,
-    }
-    groups = [{"params": [p], "lr": rates[name]} for name, p in torso.gaussians.parameters_by_name().items()]
-    groups.append({"params": list(torso.body_motion.parameters()), "lr": settings.lr_deformation})
+    groups = gaussian_groups(torso.gaussians, settings)
+    groups.append(
+        {"name": "body_motion", "params": list(torso.body_motion.parameters()), "lr": settings.lr_deformation}
+    )
     return torch.optim.Adam(groups, eps=1e-15)
