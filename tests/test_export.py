@@ -14,6 +14,7 @@ from avatar.export.export import ExportConfig, ExportManifest, export_avatar, pa
 from avatar.export.splat_ply import PROPERTIES, SH_C0, read_splat_ply, write_splat_ply
 from avatar.media.audio_io import save_wav
 from avatar.model.gaussians import GaussianSet
+from avatar.render import ALPHA_MIN
 from avatar.render.rasterize import render_gaussians
 from avatar.sample.speech import synthesize_speech
 
@@ -156,8 +157,10 @@ def test_an_exported_driven_frame_renders_as_the_driven_frame(sample_runs, tmp_p
             )
         assert driven.alpha.mean() > 0.2
         for image, again in ((from_file.rgb, driven.rgb), (from_file.alpha, driven.alpha)):
-            difference = (image - again).abs()  # float32 rounding of the file and of the head's rigid move
-            assert difference.max() < 2e-3 and difference.mean() < 1e-5
+            # float32 rounding of the file and of the head's rigid move can tip a Gaussian across the
+            # rasterizer's 1/255 opacity cut-off, which changes a pixel by up to 1/255
+            difference = (image - again).abs()
+            assert difference.max() < 1.5 * ALPHA_MIN and difference.mean() < 1e-5
         mouths.append(gaussians.means)
     moved = (mouths[1] - canonical.means).norm(dim=-1)
     assert moved.max() > 1e-4  # the frames are deformed, not copies of the canonical avatar
