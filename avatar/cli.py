@@ -180,12 +180,19 @@ def _run_export(config) -> None:
     )
 
 
+def _run_view(config) -> None:
+    from viewers.app import run_view
+
+    run_view(config)
+
+
 def main(argv: list[str] | None = None) -> int:
     from avatar.drive.video import RenderConfig
     from avatar.eval.evaluate import EvalConfig
     from avatar.export.export import ExportConfig
     from avatar.runs.settings import FitConfig
     from capture.config import CaptureConfig
+    from viewers.config import ViewConfig
 
     command = tyro.extras.subcommand_cli_from_dict(
         {
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "render": RenderConfig,
             "eval": EvalConfig,
             "export": ExportConfig,
+            "view": ViewConfig,
             "sample": SampleCommand,
             "demo": DemoCommand,
         },
@@ -207,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         RenderConfig: _run_render,
         EvalConfig: _run_eval,
         ExportConfig: _run_export,
+        ViewConfig: _run_view,
         SampleCommand: _run_sample,
         DemoCommand: _run_demo,
     }

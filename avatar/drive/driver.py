@@ -29,7 +29,9 @@ from avatar.drive.opening_transfer import (
 )
 from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.deformation import FrameConditions
+from avatar.model.gaussians import GaussianSet
 from avatar.model.landmark_motion import rest_motion, tracked_motion
+from avatar.model.rigid import transform_gaussians
 from avatar.model.talking_head import ClipSignals, TalkingHead
 from avatar.model.torso import TorsoModel, bust_gaussians
 from avatar.render.rasterize import render_gaussians
@@ -135,6 +137,14 @@ class FittedHead:
     @property
     def torso(self) -> TorsoModel | None:
         return self.driver.torso
+
+    def in_avatar_frame(self, head: GaussianSet, head_pose: Tensor) -> GaussianSet:
+        """A frame's head Gaussians (head frame) moved by `head_pose` [4, 4] (head -> avatar frame), followed by
+        the torso's when the run has one (`bust_gaussians`' order): the whole avatar of that frame."""
+        head_pose = head_pose.to(self.driver.device, torch.float32)
+        if self.torso is None:
+            return transform_gaussians(head, head_pose[:3, :3], head_pose[:3, 3])
+        return bust_gaussians(head, head_pose, self.torso(head_pose))
 
     @cached_property
     def avatar_pose(self) -> np.ndarray:

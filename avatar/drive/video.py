@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -228,7 +228,8 @@ def drive_with_audio(
     )
 
 
-def render_video(config: RenderConfig) -> RenderResult:
+def render_video(config: RenderConfig, on_frame: Callable[[int, int], None] | None = None) -> RenderResult:
+    """Writes `config.out`; `on_frame(done, total)` is called after each frame is written."""
     check_writable(config.out, flag="--out")
     try:
         alpha = video_format(config.out).alpha
@@ -268,4 +269,6 @@ def render_video(config: RenderConfig) -> RenderResult:
             writer.write(frame)
             if config.frames_dir is not None:
                 write_png(Path(config.frames_dir) / f"{index:06d}.png", frame)
+            if on_frame is not None:
+                on_frame(index + 1, clip.count)
     return RenderResult(config.out, clip.count, len(clip.audio) / clip.sample_rate)

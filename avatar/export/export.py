@@ -33,9 +33,8 @@ from avatar.drive.video import drive_with_audio
 from avatar.export.splat_ply import write_splat_ply
 from avatar.model.deformation import FrameConditions
 from avatar.model.gaussians import GaussianSet
-from avatar.model.rigid import concatenate, transform_gaussians
+from avatar.model.rigid import concatenate
 from avatar.model.talking_head import ClipSignals
-from avatar.model.torso import bust_gaussians
 
 CONVENTION = "avatar frame, metres; x right, y down, z away from the camera (OpenCV); X_cam = R X + t"
 
@@ -141,13 +140,9 @@ def _drive(fitted: FittedHead, config: ExportConfig) -> _Drive | None:
 def frame_gaussians(
     fitted: FittedHead, conditions: FrameConditions, head_pose: Tensor, mouth_scale: float
 ) -> GaussianSet:
-    """The avatar of one driven frame in the avatar frame: its head moved there by `head_pose` [4, 4] (head ->
-    avatar frame), then its torso when the run has one, in `bust_gaussians`' order."""
-    model, torso = fitted.driver.model, fitted.torso
-    head = model(conditions, mouth_scale=mouth_scale)[0][0]
-    if torso is None:
-        return transform_gaussians(head, head_pose[:3, :3], head_pose[:3, 3])
-    return bust_gaussians(head, head_pose, torso(head_pose))
+    """The avatar of one driven frame in the avatar frame (`FittedHead.in_avatar_frame`)."""
+    head = fitted.driver.model(conditions, mouth_scale=mouth_scale)[0][0]
+    return fitted.in_avatar_frame(head, head_pose)
 
 
 @torch.no_grad()
