@@ -23,6 +23,7 @@ from viewers.splat_buffer import pack_splats
 
 ColorMode = Literal["colour", "audio", "eye", "view", "null"]
 TOKENS: tuple[ColorMode, ...] = ("audio", "eye", "view", "null")  # the attention's keys, in the model's order
+MIN_ATTENTION_SCALE = 0.05  # an attention map's colours span 0 .. max(this, the frame's largest weight)
 TORSO_GREY = 0.5  # the torso has no attention: drawn grey in an attention map
 BATCH = 8
 DEFAULT_CAPACITY = 1500  # frames (about 0.5 MB each for 15 000 Gaussians)
@@ -30,9 +31,11 @@ DEFAULT_CAPACITY = 1500  # frames (about 0.5 MB each for 15 000 Gaussians)
 
 def attention_colors(weights: torch.Tensor, mode: ColorMode) -> torch.Tensor:
     """[N, heads, 4] attention of the head's Gaussians -> [N, 3] RGB: the weight of `mode`'s token, averaged
-    over the heads, through matplotlib's viridis (dark blue 0, yellow 1)."""
-    weight = weights.mean(dim=1)[:, TOKENS.index(mode)].clamp(0, 1).cpu().numpy()
-    return torch.from_numpy(matplotlib.colormaps["viridis"](weight)[:, :3]).float()
+    over the heads, through matplotlib's viridis from dark blue (no weight) to yellow (the frame's largest,
+    at least `MIN_ATTENTION_SCALE`: weights spread over four tokens rarely come near 1)."""
+    weight = weights.mean(dim=1)[:, TOKENS.index(mode)].clamp(0, 1)
+    scaled = (weight / max(float(weight.max()), MIN_ATTENTION_SCALE)).cpu().numpy()
+    return torch.from_numpy(matplotlib.colormaps["viridis"](scaled)[:, :3]).float()
 
 
 @torch.no_grad()
