@@ -97,17 +97,17 @@ def test_the_viewer_plays_the_avatar_in_chromium(chromium, sample_runs, tmp_path
         assert 100 < columns.mean() < 500 and rows.max() > 400  # the bust, down to the frame's bottom
 
         # the mouth follows the audio: its opening in frames across the clip (paused on each)
+        mesh = FaceMeshRunner()
         openings = []
-        with FaceMeshRunner() as mesh:
-            for seconds in np.linspace(0.4, 8.0, 6):
-                _seek(page, seconds, 25.0)
-                points = mesh.landmarks(screenshot_array(page, CANVAS))
-                if points is not None:
-                    openings.append(mouth_opening(points))
+        for seconds in np.linspace(0.4, 8.0, 6):
+            _seek(page, seconds, 25.0)
+            points = mesh.landmarks(screenshot_array(page, CANVAS))
+            if points is not None:
+                openings.append(mouth_opening(points))
         assert len(openings) >= 5
         assert max(openings) - min(openings) > 0.03, openings
 
-        # playing: frames advance in the page and the audio plays in the browser
+        # playing: frames advance in the page, the mouth moves and the audio plays in the browser
         _seek(page, 0.0, 25.0)
         page.get_by_role("button", name="play").click()
         wait_for_status(page, r"playing")
@@ -120,6 +120,16 @@ def test_the_viewer_plays_the_avatar_in_chromium(chromium, sample_runs, tmp_path
         assert heard, "the browser never played the sound"
         seconds = (heard[-1].ms - heard[0].ms) / 1000
         assert seconds > 0.8 and heard[-1].audio_s - heard[0].audio_s > 0.5 * seconds
+        playing = {}
+        for _ in range(5):
+            page.wait_for_timeout(300)
+            frame, shot = _shown_frame(page), screenshot_array(page, CANVAS)
+            points = mesh.landmarks(shot)
+            if points is not None:
+                playing[frame] = mouth_opening(points)
+        mesh.close()
+        assert len(playing) >= 3, playing  # different frames, each with a face
+        assert max(playing.values()) - min(playing.values()) > 0.01, playing
         page.get_by_role("button", name="pause").click()
         page.wait_for_timeout(1000)
         paused_at = _shown_frame(page)
