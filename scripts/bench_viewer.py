@@ -1,8 +1,8 @@
 """Measure `avatar view` in headless Chromium: frames delivered while playing, the sound's offset from the
 frames, the time from a camera move to the changed picture, the server's memory; optionally a screenshot.
 
-    python scripts/bench_viewer.py RUN [--dataset DS] [--canvas 256] [--seconds 6] [--json-dir bench/results]
-                                       [--screenshot docs/viewer.png]
+    python scripts/bench_viewer.py RUN [--dataset DS] [--draw-on browser|server] [--canvas 256] [--seconds 6]
+                                       [--json-dir bench/results] [--screenshot docs/viewer.png]
 
 Also times, for comparison, what server-side rendering would cost: one frame deformed (the viewer's work)
 and one frame rasterized at the canvas size with the PyTorch reference, on this machine.
@@ -95,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--dataset", type=Path)
+    parser.add_argument(
+        "--draw-on", choices=("browser", "server"), default="browser", help="avatar view --draw-on"
+    )
     parser.add_argument("--canvas", type=int, default=256, help="the browser's canvas side, pixels")
     parser.add_argument("--seconds", type=float, default=6.0, help="how long to measure playing")
     parser.add_argument("--json-dir", type=Path, default=REPO / "bench" / "results")
@@ -105,7 +108,7 @@ def main() -> None:
         sys.exit("no chromium: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
-    arguments = [str(args.run), "--port", "0", "--device", "cpu"]
+    arguments = [str(args.run), "--port", "0", "--device", "cpu", "--draw-on", args.draw_on]
     if args.dataset is not None:
         arguments += ["--dataset", str(args.dataset)]
     with running_viewer(arguments) as viewer, sync_playwright() as playwright:
@@ -138,7 +141,11 @@ def main() -> None:
         chromium=chromium,
         canvas=args.canvas,
         run=str(args.run),
-        rendering="client-side: the server deforms and sends splats; Chromium draws them (SwiftShader, no GPU)",
+        draw_on=args.draw_on,
+        rendering={
+            "browser": "client-side: the server deforms and sends splats; Chromium draws them (SwiftShader, no GPU)",
+            "server": "server-side: the server deforms and rasterizes (PyTorch) from the page's camera, sends JPEGs",
+        }[args.draw_on],
         frames_delivered_per_second=round(played.frames_per_second, 2),
         frames_sent_per_second_by_the_server=server_fps,
         frames_advanced=played.frames_advanced,

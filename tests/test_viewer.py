@@ -19,7 +19,7 @@ from avatar.media.audio_io import save_wav
 from avatar.model.gaussians import GaussianSet
 from avatar.model.rigid import rotvec_to_quat
 from viewers.camera import CameraRecorder, ViewerCamera, capture_camera
-from viewers.frames import ClipSplats, attention_colors, frames_to_buffer
+from viewers.frames import ClipFrames, attention_colors, frames_to_buffer
 from viewers.media import MediaFolder, UploadInbox
 from viewers.splat_buffer import (
     SCENE_SCALE,
@@ -103,7 +103,7 @@ def _slow_compute(calls: list, delay: float = 0.0):
 
 def test_clip_splats_compute_ahead_of_the_playhead_and_keep_to_their_capacity():
     calls: list = []
-    splats = ClipSplats(_FakeClip(), capacity=16, compute=_slow_compute(calls))
+    splats = ClipFrames(_FakeClip(), capacity=16, compute=_slow_compute(calls))
     try:
         assert splats.wait(0, timeout=10)[0, 0] == 0
         deadline = time.monotonic() + 10
@@ -127,7 +127,7 @@ def test_clip_splats_report_a_failed_computation_to_whoever_waits():
     def broken(clip, frames, mode):
         raise ValueError("no")
 
-    splats = ClipSplats(_FakeClip(), compute=broken)
+    splats = ClipFrames(_FakeClip(), compute=broken)
     try:
         with pytest.raises(RuntimeError, match="failed") as raised:
             splats.wait(0, timeout=10)
@@ -238,3 +238,37 @@ def test_view_refuses_a_moved_dataset_and_warns_off_loopback(sample_runs, tmp_pa
     finally:
         viewer.close()
     assert not any(t.name.startswith("avatar-view") for t in threading.enumerate() if t.is_alive())
+
+
+def test_server_drawing_sees_the_avatar_as_the_renderer_does_from_the_same_camera():
+    from scipy.spatial.transform import Rotation
+
+    from avatar.render.rasterize import render_gaussians
+    from viewers.server_render import PageCamera, draw, image_size, viewmat
+
+    gaussians = _gaussians(3000, seed=2)
+    gaussians = GaussianSet(
+        gaussians.means * 0.5, gaussians.quats, gaussians.scales * 0.3, gaussians.opacities, gaussians.colors
+    )
+    view = look_at_viewmat(np.array([0.1, -0.05, -0.6]), np.zeros(3), np.array([0, -1.0, 0]))
+    rotation = view[:3, :3].T  # R_world_camera
+    x, y, z, w = Rotation.from_matrix(rotation).as_quat()
+    centre = -rotation @ view[:3, 3]
+    focal = 70.0
+    for width, height in ((64, 64), (96, 64)):
+        page = PageCamera(
+            (w, x, y, z), tuple(centre * SCENE_SCALE), 2 * math.atan(height / 2 / focal), width, height
+        )
+        np.testing.assert_allclose(viewmat(page), view, atol=1e-9)
+        assert image_size(page) == (width, height)
+        image = draw(gaussians, page, np.zeros((10, 10, 3), np.uint8))
+        assert image.shape == (height, width, 3)
+        side = max(width, height)
+        K = torch.tensor([[focal, 0, side / 2], [0, focal, side / 2], [0, 0, 1]], dtype=torch.float32)
+        direct = render_gaussians(gaussians, torch.from_numpy(view).float(), K, side).rgb.numpy()
+        top, left = (side - height) // 2, (side - width) // 2
+        expected = (np.clip(direct[top : top + height, left : left + width], 0, 1) * 255).round()
+        assert np.abs(image.astype(float) - expected).max() <= 1.0
+        assert image.mean() > 5  # the avatar is in view
+    large = PageCamera((w, x, y, z), tuple(centre * SCENE_SCALE), 0.5, 1920, 1080)
+    assert image_size(large) == (256, 144)

@@ -150,6 +150,20 @@ def test_the_viewer_plays_the_avatar_in_chromium(chromium, sample_runs, tmp_path
         back = screenshot_array(page, CANVAS).astype(int)
         assert np.abs(back - before).mean() < np.abs(turned - before).mean() / 3
 
+        # the server draws instead: the same view, as an image from the page's camera
+        choose(page, "draw on", "server")
+        wait_for_status(page, r"press play")
+        page.wait_for_timeout(3000)
+        drawn = screenshot_array(page, CANVAS).astype(int)
+        assert 0.05 < _avatar_mask(drawn.astype(np.uint8)).mean() < 0.9
+        assert np.abs(drawn - back).mean() < np.abs(turned - before).mean()
+        page.get_by_role("button", name="play").click()
+        wait_for_status(page, r"playing")
+        assert measure_playback(sample_playback(page, 2000), 25.0).frames_advanced >= 10
+        page.get_by_role("button", name="pause").click()
+        choose(page, "draw on", "browser")
+        wait_for_status(page, r"press play")
+
         # uploads: too large, not audio, then a real one that plays
         page.set_input_files(
             "input[type=file]",

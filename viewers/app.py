@@ -35,10 +35,19 @@ from avatar.drive.background import COLOURS, read_background_image
 from avatar.drive.blinks import BlinkMode
 from avatar.drive.driver import FittedHead, load_fitted
 from avatar.drive.video import DrivenClip, RenderConfig, drive_with_audio, render_video
+from avatar.model.gaussians import GaussianSet
 from viewers.camera import SCENE_UP, CameraRecorder, ViewerCamera, capture_camera
-from viewers.config import ViewConfig
-from viewers.frames import ClipSplats, ColorMode, frames_to_buffer
+from viewers.config import DrawOn, ViewConfig
+from viewers.frames import (
+    AVATAR_CAPACITY,
+    AVATAR_LOOKAHEAD,
+    ClipFrames,
+    ColorMode,
+    frame_avatars,
+    frames_to_buffer,
+)
 from viewers.media import IMAGE_SUFFIXES, MediaFolder, UploadInbox
+from viewers.server_render import PageCamera, draw
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CAPTURE_AUDIO = "the capture's own audio"
@@ -79,6 +88,7 @@ class _Choice:
     blink: BlinkMode = "capture"
     mouth_scale: float = 1.0
     color: ColorMode = "colour"
+    draw_on: DrawOn = "browser"
 
 
 class _Playback:
@@ -127,9 +137,9 @@ class AvatarViewer:
         self._closing = threading.Event()
         self._exporting = threading.Lock()
         self._clip: DrivenClip | None = None
-        self._splats: ClipSplats | None = None
+        self._splats: ClipFrames | None = None
         self._shown: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
-        self._playback = _Playback(_Choice(dataset.layout.audio, CAPTURE_AUDIO))
+        self._playback = _Playback(_Choice(dataset.layout.audio, CAPTURE_AUDIO, draw_on=config.draw_on))
 
         self.server = viser.ViserServer(
             host=config.host, port=config.port, label="splat-avatar", verbose=False
@@ -197,6 +207,9 @@ class AvatarViewer:
             self._background = gui.add_dropdown(
                 "background", self._background_options(), initial_value="plate"
             )
+            self._draw_on = gui.add_dropdown(
+                "draw on", ("browser", "server"), initial_value=self.config.draw_on
+            )
         with gui.add_folder("Camera"):
             self._to_capture = gui.add_button("capture camera", icon=viser.Icon.CAMERA)
             self._record = gui.add_checkbox("record camera path", False)
@@ -211,6 +224,7 @@ class AvatarViewer:
         self._mouth.on_update(lambda event: self._choose(event, mouth_scale=float(self._mouth.value)))
         self._blink.on_update(lambda event: self._choose(event, blink=self._blink.value))
         self._color.on_update(lambda event: self._choose(event, color=COLOR_MODES[self._color.value]))
+        self._draw_on.on_update(lambda event: self._choose(event, draw_on=self._draw_on.value))
         self._background.on_update(
             lambda event: self._guarded(event, lambda: self._set_background(self._background.value))
         )
@@ -232,6 +246,9 @@ class AvatarViewer:
     def _connected(self, client: viser.ClientHandle) -> None:
         def moved(camera: viser.CameraHandle) -> None:
             self.recorder.moved(_viewer_camera(camera))
+            if self._playback.choice.draw_on == "server":
+                self._redraw()  # from the new camera
+                return
             width, height = camera.image_width, camera.image_height
             if height > 0 and abs(width / height - self._client_aspects.get(client.client_id, 0.0)) > 1e-3:
                 self._send_background(client)
@@ -329,6 +346,12 @@ class AvatarViewer:
         raise AvatarError(f"{name!r} is not a background this viewer offers", fix="Choose one in the list")
 
     def _send_background(self, client: viser.ClientHandle) -> None:
+        if self._playback.choice.draw_on == "server":
+            self._redraw()  # the background is drawn into the avatar's image
+            return
+        client.scene.set_background_image(self._client_background(client), format="jpeg")
+
+    def _client_background(self, client: viser.ClientHandle) -> np.ndarray:
         """The background, widened (its edges repeated) or cut to the client's canvas, so that its height spans
         the vertical field of view as the capture's frame did."""
         width, height = client.camera.image_width, client.camera.image_height
@@ -343,7 +366,13 @@ class AvatarViewer:
         elif wide < size:
             left = (size - wide) // 2
             image = image[:, left : left + wide]
-        client.scene.set_background_image(np.ascontiguousarray(image), format="jpeg")
+        return np.ascontiguousarray(image)
+
+    def _redraw(self) -> None:
+        """Asks the player thread to show the current frame again."""
+        with self._playback.lock:
+            self._playback.show_requested = True
+            self._playback.lock.notify_all()
 
     def _move_to_capture(self, client: viser.ClientHandle | None) -> None:
         if client is None:
@@ -489,7 +518,19 @@ class AvatarViewer:
             clip = replace(clip, mouth_scale=choice.mouth_scale)
         if self._splats is not None:
             self._splats.close()
-        self._clip, self._splats = clip, ClipSplats(clip, choice.color)
+        if choice.draw_on == "server":
+            frames = ClipFrames(
+                clip,
+                choice.color,
+                capacity=AVATAR_CAPACITY,
+                lookahead=AVATAR_LOOKAHEAD,
+                compute=frame_avatars,
+            )
+        else:
+            frames = ClipFrames(clip, choice.color)
+        self._clip, self._splats = clip, frames
+        if previous is None or previous.draw_on != choice.draw_on:
+            self._switch_drawing(choice.draw_on)
         with playback.lock:
             playback.loaded = choice
             playback.time_s = min(playback.time_s, (clip.count - 1) / self.fps)
@@ -505,7 +546,7 @@ class AvatarViewer:
         splats.seek(start)
         while True:
             remaining = splats.count - start
-            needed = frames_to_buffer(remaining, self.fps, splats.computed_per_second)
+            needed = min(frames_to_buffer(remaining, self.fps, splats.computed_per_second), splats.lookahead)
             ready = splats.ready_from(start)
             with playback.lock:
                 if (
@@ -543,15 +584,31 @@ class AvatarViewer:
         if buffer is not None:
             self._show(index, buffer)
 
-    def _show(self, index: int, buffer: np.ndarray) -> None:
+    def _show(self, index: int, frame: np.ndarray | GaussianSet) -> None:
+        """Frame `index`: its splats for the browser to draw, or its avatar drawn here for each page."""
+        if isinstance(frame, GaussianSet):
+            for client in self.server.get_clients().values():
+                page = _page_camera(client.camera)
+                if page is not None:
+                    image = draw(frame, page, self._client_background(client))
+                    client.scene.set_background_image(image, format="jpeg")
         with self.server.atomic():
-            if self._splat_handle is None or self._splat_handle.buffer.shape != buffer.shape:
-                self._splat_handle = self._new_splats(len(buffer))
-            self._splat_handle.buffer = buffer
+            if isinstance(frame, np.ndarray):
+                if self._splat_handle is None or self._splat_handle.buffer.shape != frame.shape:
+                    self._splat_handle = self._new_splats(len(frame))
+                self._splat_handle.buffer = frame
             self._frame.value = index
             self._time.value = round(index / self.fps, 3)
             self._fps.value = round(self.delivered_fps, 1)
         self._shown.append((time.monotonic(), index))
+
+    def _switch_drawing(self, draw_on: DrawOn) -> None:
+        """Shows the browser's splats (and the background behind them), or hides them for server drawing."""
+        if self._splat_handle is not None:
+            self._splat_handle.visible = draw_on == "browser"
+        if draw_on == "browser":
+            for client in self.server.get_clients().values():
+                self._send_background(client)
 
     def _new_splats(self, count: int) -> viser.GaussianSplatHandle:
         return self.server.scene.add_gaussian_splats(
@@ -578,6 +635,18 @@ def _viewer_camera(camera: viser.CameraHandle) -> ViewerCamera:
         up=tuple(float(v) for v in camera.up_direction) if np.any(camera.up_direction) else SCENE_UP,
         fov=float(camera.fov),
     )
+
+
+def _page_camera(camera: viser.CameraHandle) -> PageCamera | None:
+    """The page's camera, or None before the page has reported it."""
+    if camera.image_width <= 0 or camera.image_height <= 0:
+        return None
+    try:
+        return PageCamera(
+            tuple(camera.wxyz), tuple(camera.position), camera.fov, camera.image_width, camera.image_height
+        )
+    except AssertionError:  # viser's camera has had no update from the page yet
+        return None
 
 
 def _media_folder(path: Path | None) -> MediaFolder | None:

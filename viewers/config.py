@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
 from avatar.core.backends import DeviceName
+
+DrawOn = Literal["browser", "server"]
 
 
 @dataclass
@@ -31,5 +33,9 @@ class ViewConfig:
     """Where exported videos and camera paths are written; default RUN/view."""
     dataset: Path | None = None
     """The dataset the run was fitted to, if it has moved."""
+    draw_on: DrawOn = "browser"
+    """Who draws the avatar: the browser (its splats are sent, camera moves need no round trip; best with a GPU
+    in the browser) or the server (an image per frame, at most 256 pixels across, for a browser without a
+    GPU). The page can switch."""
     device: DeviceName = "auto"
-    """Where to deform the avatar (the browser draws it)."""
+    """Where to deform the avatar (and draw it, when the server does)."""

@@ -1,8 +1,8 @@
-"""The splats of a driven clip's frames, computed ahead of the playhead in a worker thread.
+"""The frames of a driven clip, computed ahead of the playhead in a worker thread.
 
-The browser draws the splats (viser's splat renderer), so the server only deforms the avatar for each frame:
-the model in batches of `BATCH` frames (one hash-grid lookup and one attention per batch), then the head moved
-into the avatar frame with its torso (`FittedHead.in_avatar_frame`), packed (`pack_splats`). Frames are kept
+For each frame the server deforms the avatar: the model in batches of `BATCH` frames (one hash-grid lookup and one attention per batch), then the head moved
+into the avatar frame with its torso (`FittedHead.in_avatar_frame`), packed (`pack_splats`) for the browser
+to draw, or kept as Gaussians to draw on the server (`viewers.server_render`). Frames are kept
 up to `capacity`; those furthest behind the playhead go first. Playing waits until enough frames are ready
 that the rest are computed before the playhead reaches them (`frames_to_buffer`).
 """
@@ -12,13 +12,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import replace
+from typing import Generic, Literal, TypeVar
 
 import matplotlib
 import numpy as np
 import torch
 
 from avatar.drive.video import DrivenClip
+from avatar.model.gaussians import GaussianSet
 from viewers.splat_buffer import pack_splats
 
 ColorMode = Literal["colour", "audio", "eye", "view", "null"]
@@ -26,7 +28,11 @@ TOKENS: tuple[ColorMode, ...] = ("audio", "eye", "view", "null")  # the attentio
 MIN_ATTENTION_SCALE = 0.05  # an attention map's colours span 0 .. max(this, the frame's largest weight)
 TORSO_GREY = 0.5  # the torso has no attention: drawn grey in an attention map
 BATCH = 8
-DEFAULT_CAPACITY = 1500  # frames (about 0.5 MB each for 15 000 Gaussians)
+T = TypeVar("T")
+SPLAT_CAPACITY = 1500  # frames of splat buffers kept (about 0.5 MB each for 15 000 Gaussians)
+AVATAR_CAPACITY = 250  # frames of Gaussians kept for server drawing (about 0.9 MB each)
+AVATAR_LOOKAHEAD = 2 * BATCH  # server drawing: frames computed ahead of the playhead, so that deforming
+# does not take the cores the drawing needs
 
 
 def attention_colors(weights: torch.Tensor, mode: ColorMode) -> torch.Tensor:
@@ -39,23 +45,27 @@ def attention_colors(weights: torch.Tensor, mode: ColorMode) -> torch.Tensor:
 
 
 @torch.no_grad()
-def frame_splats(clip: DrivenClip, frames: np.ndarray, mode: ColorMode = "colour") -> list[np.ndarray]:
-    """The [N, 8] uint32 splat buffers of `clip`'s `frames` [B] (avatar frame, viewer units), coloured by the
-    Gaussians' own colours or by one token's attention (`attention_colors`)."""
+def frame_avatars(clip: DrivenClip, frames: np.ndarray, mode: ColorMode = "colour") -> list[GaussianSet]:
+    """The avatars of `clip`'s `frames` [B] (avatar frame, metres), coloured by the Gaussians' own colours or by
+    one token's attention (`attention_colors`)."""
     fitted = clip.fitted
     driver = fitted.driver
     conditions = clip.signals.conditions(frames, window=driver.model.window, device=driver.device)
     heads, attention = driver.model(conditions, mouth_scale=clip.mouth_scale * clip.articulation_gain)
-    buffers = []
+    avatars = []
     for b, index in enumerate(frames):
         avatar = fitted.in_avatar_frame(heads[b], torch.from_numpy(clip.head_poses[index]))
-        colors = None
         if mode != "colour" and attention is not None:
-            head_colors = attention_colors(attention[b], mode)
-            rest = torch.full((avatar.num - heads[b].num, 3), TORSO_GREY)
-            colors = torch.cat([head_colors, rest])
-        buffers.append(pack_splats(avatar, colors))
-    return buffers
+            head_colors = attention_colors(attention[b], mode).to(avatar.colors)
+            rest = torch.full((avatar.num - heads[b].num, 3), TORSO_GREY).to(avatar.colors)
+            avatar = replace(avatar, colors=torch.cat([head_colors, rest]))
+        avatars.append(GaussianSet(*(value.detach() for value in vars(avatar).values())))
+    return avatars
+
+
+def frame_splats(clip: DrivenClip, frames: np.ndarray, mode: ColorMode = "colour") -> list[np.ndarray]:
+    """The [N, 8] uint32 splat buffers (viewer units) of `frame_avatars`."""
+    return [pack_splats(avatar) for avatar in frame_avatars(clip, frames, mode)]
 
 
 def frames_to_buffer(remaining: int, frames_per_second: float, computed_per_second: float) -> int:
@@ -69,22 +79,25 @@ def frames_to_buffer(remaining: int, frames_per_second: float, computed_per_seco
     return int(min(remaining, max(1, np.ceil(shortfall))))
 
 
-class ClipSplats:
-    """The splat buffers of one driven clip, filled by a worker thread from a cursor (`seek`) to the end."""
+class ClipFrames(Generic[T]):
+    """What one driven clip's frames are drawn from (splat buffers, or avatars to draw on the server), filled by
+    a worker thread from a cursor (`seek`) to the end."""
 
     def __init__(
         self,
         clip: DrivenClip,
         mode: ColorMode = "colour",
         *,
-        capacity: int = DEFAULT_CAPACITY,
-        compute: Callable[[DrivenClip, np.ndarray, ColorMode], list[np.ndarray]] = frame_splats,
+        capacity: int = SPLAT_CAPACITY,
+        lookahead: int | None = None,
+        compute: Callable[[DrivenClip, np.ndarray, ColorMode], list[T]] = frame_splats,
     ):
         self.clip = clip
         self.mode = mode
         self.capacity = max(capacity, 2 * BATCH)
+        self.lookahead = self.capacity if lookahead is None else min(max(lookahead, BATCH), self.capacity)
         self._compute = compute
-        self._frames: dict[int, np.ndarray] = {}
+        self._frames: dict[int, T] = {}
         self._cursor = 0
         self._playhead = 0
         self._rate = 0.0  # frames computed a second, measured
@@ -102,8 +115,8 @@ class ClipSplats:
     def computed_per_second(self) -> float:
         return self._rate
 
-    def get(self, index: int) -> np.ndarray | None:
-        """Frame `index`'s buffer if it is ready."""
+    def get(self, index: int) -> T | None:
+        """Frame `index`'s item if it is ready."""
         with self._changed:
             return self._frames.get(index)
 
@@ -120,8 +133,8 @@ class ClipSplats:
                 self._playhead = index
                 self._changed.notify_all()
 
-    def wait(self, index: int, timeout: float | None = None) -> np.ndarray | None:
-        """Frame `index`'s buffer, computing it next if it is not ready; None after `timeout` seconds."""
+    def wait(self, index: int, timeout: float | None = None) -> T | None:
+        """Frame `index`'s item, computing it next if it is not ready; None after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             if index not in self._frames:
@@ -161,7 +174,8 @@ class ClipSplats:
         start = max(self._cursor, self._playhead)  # never behind the playhead: those frames are done with
         while start < self.count and start in self._frames:
             start += 1
-        ahead = [i for i in range(start, min(start + BATCH, self.count)) if i not in self._frames]
+        stop = min(start + BATCH, self.count, self._playhead + self.lookahead)
+        ahead = [i for i in range(start, stop) if i not in self._frames]
         if not ahead:
             return None
         behind = sorted(i for i in self._frames if i < self._playhead)
@@ -182,7 +196,7 @@ class ClipSplats:
                     return
             started = time.monotonic()
             try:
-                buffers = self._compute(self.clip, batch, self.mode)
+                items = self._compute(self.clip, batch, self.mode)
             except BaseException as error:  # reported to whoever waits for a frame
                 with self._changed:
                     self._error = error
@@ -192,5 +206,5 @@ class ClipSplats:
             with self._changed:
                 rate = len(batch) / elapsed
                 self._rate = rate if self._rate == 0 else 0.7 * self._rate + 0.3 * rate
-                self._frames.update(zip(batch.tolist(), buffers))
+                self._frames.update(zip(batch.tolist(), items))
                 self._changed.notify_all()
