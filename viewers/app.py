@@ -16,6 +16,7 @@ their own.
 from __future__ import annotations
 
 import collections
+import logging
 import socket
 import sys
 import threading
@@ -48,6 +49,8 @@ from viewers.frames import (
 )
 from viewers.media import IMAGE_SUFFIXES, MediaFolder, UploadInbox
 from viewers.server_render import PageCamera, draw
+
+_log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CAPTURE_AUDIO = "the capture's own audio"
@@ -487,7 +490,9 @@ class AvatarViewer:
                         playback.lock.wait(0.1)
                 if show:
                     self._show_when_ready(index)
-            except AvatarError as error:
+            except Exception as error:  # shown in the page; the player goes on with the next choice
+                if not isinstance(error, AvatarError):
+                    _log.exception("avatar view's player failed")
                 with playback.lock:
                     playback.loaded = playback.choice  # do not retry the same
                     self._stop_clock_locked()
