@@ -1,9 +1,10 @@
 """`avatar view`: a web page (viser) that plays a fitted avatar with audio, seen from anywhere.
 
-Rendering is client-side: the server deforms the avatar for each frame (`viewers.frames`) and sends its splats;
-the browser's splat renderer draws them from whatever camera the person chooses, so moving the camera costs no
-round trip. Measured on a 2-core CPU at 256 x 256 (docs/viewer.md): rasterizing a frame on the server with the
-PyTorch reference took ~2 s, deforming it ~50 ms.
+By default the browser draws: the server deforms the avatar for each frame (`viewers.frames`) and sends its
+splats; the browser's splat renderer draws them from whatever camera the person chooses, so moving the camera
+costs no round trip. Measured on a 2-core CPU at 256 x 256 (docs/viewer.md): rasterizing a frame on the server
+with the PyTorch reference takes 78 ms, deforming it 15 ms. For a browser without a GPU the server can draw
+instead (`--draw-on server`, `viewers.server_render`): each frame from each page's camera, sent as an image.
 
 Audio plays in the browser (viser-audio): pressing play starts the clip at the frame's time and the server's
 frame clock in the same moment; a seek restarts both.
@@ -100,7 +101,7 @@ class _Playback:
     def __init__(self, choice: _Choice):
         self.lock = threading.Condition()
         self.choice = choice
-        self.loaded: _Choice | None = None  # what `clip` and `splats` were made of
+        self.loaded: _Choice | None = None  # what `clip` and the clip's frames were made of
         self.time_s = 0.0  # the position while paused, or where the clock started
         self.playing = False
         self.play_requested = False
@@ -140,7 +141,7 @@ class AvatarViewer:
         self._closing = threading.Event()
         self._exporting = threading.Lock()
         self._clip: DrivenClip | None = None
-        self._splats: ClipFrames | None = None
+        self._clip_frames: ClipFrames | None = None
         self._shown: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
         self._playback = _Playback(_Choice(dataset.layout.audio, CAPTURE_AUDIO, draw_on=config.draw_on))
 
@@ -184,8 +185,8 @@ class AvatarViewer:
         with self._playback.lock:
             self._playback.lock.notify_all()
         self._player.join(timeout=10)
-        if self._splats is not None:
-            self._splats.close()
+        if self._clip_frames is not None:
+            self._clip_frames.close()
         self.server.stop()
         self.inbox.close()
 
@@ -521,8 +522,8 @@ class AvatarViewer:
             self._time.max = round((clip.count - 1) / self.fps, 3)
         else:
             clip = replace(clip, mouth_scale=choice.mouth_scale)
-        if self._splats is not None:
-            self._splats.close()
+        if self._clip_frames is not None:
+            self._clip_frames.close()
         if choice.draw_on == "server":
             frames = ClipFrames(
                 clip,
@@ -533,7 +534,7 @@ class AvatarViewer:
             )
         else:
             frames = ClipFrames(clip, choice.color)
-        self._clip, self._splats = clip, frames
+        self._clip, self._clip_frames = clip, frames
         if previous is None or previous.draw_on != choice.draw_on:
             self._switch_drawing(choice.draw_on)
         with playback.lock:
@@ -543,16 +544,16 @@ class AvatarViewer:
         self._say(f"{choice.audio_label}: {clip.count} frames, {clip.count / self.fps:.1f} s; press play")
 
     def _start_playing(self) -> None:
-        playback, splats = self._playback, self._splats
+        playback, frames = self._playback, self._clip_frames
         with playback.lock:
-            if self._frame_at(playback.time_s) >= splats.count - 1:
+            if self._frame_at(playback.time_s) >= frames.count - 1:
                 playback.time_s = 0.0
             start = self._frame_at(playback.time_s)
-        splats.seek(start)
+        frames.seek(start)
         while True:
-            remaining = splats.count - start
-            needed = min(frames_to_buffer(remaining, self.fps, splats.computed_per_second), splats.lookahead)
-            ready = splats.ready_from(start)
+            remaining = frames.count - start
+            needed = min(frames_to_buffer(remaining, self.fps, frames.computed_per_second), frames.lookahead)
+            ready = frames.ready_from(start)
             with playback.lock:
                 if (
                     not playback.play_requested
@@ -571,23 +572,23 @@ class AvatarViewer:
         self._say(f"playing {playback.choice.audio_label}")
 
     def _advance(self) -> None:
-        playback, splats = self._playback, self._splats
+        playback, frames = self._playback, self._clip_frames
         with playback.lock:
             seconds = playback.time_s + time.monotonic() - playback.clock_started
             index = int(seconds * self.fps + 1e-6)
-            if index >= splats.count:
+            if index >= frames.count:
                 self._stop_clock_locked()
-                playback.time_s = (splats.count - 1) / self.fps
+                playback.time_s = (frames.count - 1) / self.fps
                 return
-        splats.played(index)
-        buffer = splats.get(index)
-        if buffer is not None and (not self._shown or self._shown[-1][1] != index):
-            self._show(index, buffer)
+        frames.played(index)
+        frame = frames.get(index)
+        if frame is not None and (not self._shown or self._shown[-1][1] != index):
+            self._show(index, frame)
 
     def _show_when_ready(self, index: int) -> None:
-        buffer = self._splats.wait(index, timeout=30.0)
-        if buffer is not None:
-            self._show(index, buffer)
+        frame = self._clip_frames.wait(index, timeout=30.0)
+        if frame is not None:
+            self._show(index, frame)
 
     def _show(self, index: int, frame: np.ndarray | GaussianSet) -> None:
         """Frame `index`: its splats for the browser to draw, or its avatar drawn here for each page."""
