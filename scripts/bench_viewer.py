@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_record import REPO, record_header, write_record  # noqa: E402
 
+from avatar.core.pinhole import centered_intrinsics  # noqa: E402
 from avatar.drive.driver import load_fitted  # noqa: E402
 from avatar.drive.video import drive_with_audio  # noqa: E402
 from avatar.render.rasterize import render_gaussians  # noqa: E402
@@ -57,7 +58,7 @@ def server_side_costs(run: Path, dataset: Path | None, canvas: int, repeats: int
         ][0]
         avatar = fitted.in_avatar_frame(head, torch.from_numpy(clip.head_poses[0]))
         focal = float(fitted.dataset.tracking.intrinsics[0, 0]) * canvas / fitted.dataset.size
-        K = torch.tensor([[focal, 0, canvas / 2], [0, focal, canvas / 2], [0, 0, 1]], dtype=torch.float32)
+        K = torch.from_numpy(centered_intrinsics(focal, canvas)).float()
         camera = torch.from_numpy(fitted.avatar_pose).float()
         render_gaussians(avatar, camera, K, canvas, backend="torch")
         started = time.perf_counter()

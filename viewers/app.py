@@ -33,7 +33,7 @@ import viser_audio
 
 from avatar.core.atomic import check_writable
 from avatar.core.errors import AvatarError
-from avatar.drive.background import COLOURS, read_background_image
+from avatar.drive.background import COLOURS, Background, parse_background
 from avatar.drive.blinks import BlinkMode
 from avatar.drive.driver import FittedHead, load_fitted
 from avatar.drive.video import DrivenClip, RenderConfig, drive_with_audio, render_video
@@ -336,17 +336,17 @@ class AvatarViewer:
             self._send_background(client)
 
     def _background_image(self, name: str) -> np.ndarray:
-        """[S, S, 3] uint8: what is behind the avatar in the capture camera's square frame."""
-        size = self.fitted.dataset.size
-        if name == "plate":
-            return self.fitted.dataset.background()
+        """[S, S, 3] uint8: what is behind the avatar in the capture camera's square frame (as `avatar render
+        --background` has it; transparent as a checkerboard)."""
+        plate = self.fitted.dataset.background()
         if name == "transparent":
-            squares = (np.indices((size, size)) // CHECKER).sum(axis=0) % 2
+            squares = (np.indices(plate.shape[:2]) // CHECKER).sum(axis=0) % 2
             return np.where(squares[..., None] == 1, 205, 250).astype(np.uint8).repeat(3, axis=-1)
-        if name in COLOURS:
-            return np.full((size, size, 3), COLOURS[name], np.uint8)
+        if name == "plate" or name in COLOURS:
+            return parse_background(name).pixels(plate)
         if name.startswith(IMAGE) and self.media is not None:
-            return read_background_image(self.media.resolve(name[len(IMAGE) :], IMAGE_SUFFIXES), size)
+            path = self.media.resolve(name[len(IMAGE) :], IMAGE_SUFFIXES)
+            return Background("image", image=path).pixels(plate)
         raise AvatarError(f"{name!r} is not a background this viewer offers", fix="Choose one in the list")
 
     def _send_background(self, client: viser.ClientHandle) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from avatar.core.pinhole import centered_intrinsics
 from avatar.model.gaussians import GaussianSet
 from avatar.render.rasterize import render_gaussians
 from viewers.splat_buffer import SCENE_SCALE
@@ -59,7 +60,7 @@ def draw(
     width, height = image_size(camera, max_side)
     side = max(width, height)  # the rasterizer draws squares: one covering the canvas, cut to it
     focal = height / 2 / math.tan(camera.fov / 2)
-    K = torch.tensor([[focal, 0, side / 2], [0, focal, side / 2], [0, 0, 1]], dtype=torch.float32)
+    K = torch.from_numpy(centered_intrinsics(focal, side)).float()
     view = torch.from_numpy(viewmat(camera)).float()
     with torch.no_grad():
         out = render_gaussians(gaussians, view.to(gaussians.means.device), K.to(gaussians.means.device), side)

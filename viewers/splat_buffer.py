@@ -15,16 +15,10 @@ import torch
 from torch import Tensor
 
 from avatar.model.gaussians import GaussianSet
-from avatar.model.rigid import quat_to_rotmat
+from avatar.render import quat_scale_to_covar
 
 SCENE_SCALE = 100.0  # viewer units a metre
 WORDS_PER_GAUSSIAN = 8
-
-
-def covariances(gaussians: GaussianSet) -> Tensor:
-    """[N, 3, 3] R diag(scales^2) R^T, in the Gaussians' units (float64, so that the packing alone rounds)."""
-    rotations = quat_to_rotmat(gaussians.quats.double())
-    return rotations @ torch.diag_embed(gaussians.scales.double() ** 2) @ rotations.transpose(-1, -2)
 
 
 def pack_splats(
@@ -38,7 +32,10 @@ def pack_splats(
     """
     with torch.no_grad():
         centers = (gaussians.means.double() * scale).float().cpu().numpy()
-        triu = covariances(gaussians).mul(scale**2).reshape(-1, 9)[:, [0, 1, 2, 4, 5, 8]]
+        exact = quat_scale_to_covar(
+            gaussians.quats.double(), gaussians.scales.double()
+        )  # only the packing rounds
+        triu = exact.mul(scale**2).reshape(-1, 9)[:, [0, 1, 2, 4, 5, 8]]
         rgb = gaussians.colors if colors is None else colors
         rgba = torch.cat([rgb, gaussians.opacities[:, None]], dim=-1)
         rgba_bytes = (rgba.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
