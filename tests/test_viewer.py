@@ -18,9 +18,9 @@ from avatar.drive.camera_path import CameraPath, look_at_viewmat, path_cameras
 from avatar.media.audio_io import save_wav
 from avatar.model.gaussians import GaussianSet
 from avatar.model.rigid import rotvec_to_quat
-from avatar.render import quat_scale_to_covar
+from avatar.render import EPS2D, project_gaussians, quat_scale_to_covar
 from viewers.camera import CameraRecorder, ViewerCamera, capture_camera
-from viewers.frames import ClipFrames, attention_colors, frames_to_buffer
+from viewers.frames import ClipFrames, attention_colors, frame_avatars, frames_to_buffer, widened
 from viewers.media import MediaFolder, UploadInbox
 from viewers.splat_buffer import (
     SCENE_SCALE,
@@ -238,6 +238,36 @@ def test_view_refuses_a_moved_dataset_and_warns_off_loopback(sample_runs, tmp_pa
     finally:
         viewer.close()
     assert not any(t.name.startswith("avatar-view") for t in threading.enumerate() if t.is_alive())
+
+
+@pytest.mark.slow
+def test_splats_are_widened_by_the_low_pass_of_the_renders_pixels(sample_runs):
+    """Seen from the capture's camera at the density `avatar render` draws at, each widened Gaussian covers
+    EPS2D px^2 more (up to the perspective's growth off the axis): what the low-pass gave it in the render."""
+    from avatar.core.pinhole import resampled_intrinsics
+    from avatar.drive.driver import load_fitted
+    from avatar.drive.video import drive_with_audio
+
+    run, _ = sample_runs["audio"]
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    clip = drive_with_audio(fitted, fitted.dataset.layout.audio)
+    avatar = frame_avatars(clip, np.array([3]))[0]
+    wide = widened(fitted, avatar)
+    assert torch.equal(wide.means, avatar.means) and torch.equal(wide.quats, avatar.quats)
+    size = fitted.bust_resolution
+    K = torch.from_numpy(resampled_intrinsics(fitted.dataset.tracking.intrinsics, fitted.dataset.size, size))
+    view = torch.from_numpy(fitted.avatar_pose)
+    covariances = [
+        project_gaussians(
+            g.means.double(), g.quats.double(), g.scales.double(), view, K, size, size, eps2d=0.0
+        )
+        for g in (avatar, wide)
+    ]
+    seen = (covariances[0].radii > 0) & (covariances[1].radii > 0)
+    assert seen.float().mean() > 0.9
+    added = (covariances[1].cov2d - covariances[0].cov2d)[seen]
+    diagonal = torch.stack([added[:, 0, 0], added[:, 1, 1]], dim=-1)
+    assert diagonal.min() > EPS2D * 0.99 and diagonal.max() < EPS2D * 1.2  # float32 scales round
 
 
 def test_server_drawing_sees_the_avatar_as_the_renderer_does_from_the_same_camera():

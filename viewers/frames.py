@@ -19,8 +19,10 @@ import matplotlib
 import numpy as np
 import torch
 
+from avatar.drive.driver import FittedHead
 from avatar.drive.video import DrivenClip
 from avatar.model.gaussians import GaussianSet
+from avatar.render import EPS2D
 from viewers.splat_buffer import pack_splats
 
 ColorMode = Literal["colour", "audio", "eye", "view", "null"]
@@ -63,9 +65,29 @@ def frame_avatars(clip: DrivenClip, frames: np.ndarray, mode: ColorMode = "colou
     return avatars
 
 
+def render_footprint(fitted: FittedHead, means: torch.Tensor) -> torch.Tensor:
+    """[N, 3] centres in the avatar frame (metres) -> [N] variance in metres^2 of the rasterizer's low-pass
+    (`EPS2D` px^2) at the pixel density `avatar render` draws the bust at, seen from the capture's camera.
+
+    Gaussians fitted at that density may be smaller than a pixel and leave gaps between them that the low-pass
+    fills; a browser drawing them at its screen's density would show them as dots. With this variance added in
+    3D they cover at any density what they covered in the render."""
+    focal = float(fitted.bust_intrinsics(fitted.dataset.tracking.intrinsics)[0, 0])
+    pose = torch.as_tensor(fitted.avatar_pose, dtype=means.dtype, device=means.device)
+    depth = (means @ pose[:3, :3].T + pose[:3, 3])[:, 2].clamp_min(1e-3)
+    return EPS2D * (depth / focal) ** 2
+
+
+def widened(fitted: FittedHead, avatar: GaussianSet) -> GaussianSet:
+    """`avatar` with `render_footprint` added to each Gaussian's covariance (R S^2 R^T + v I: each scale s
+    becomes sqrt(s^2 + v))."""
+    variance = render_footprint(fitted, avatar.means)
+    return replace(avatar, scales=torch.sqrt(avatar.scales**2 + variance[:, None]))
+
+
 def frame_splats(clip: DrivenClip, frames: np.ndarray, mode: ColorMode = "colour") -> list[np.ndarray]:
-    """The [N, 8] uint32 splat buffers (viewer units) of `frame_avatars`."""
-    return [pack_splats(avatar) for avatar in frame_avatars(clip, frames, mode)]
+    """The [N, 8] uint32 splat buffers (viewer units) of `frame_avatars`, `widened`."""
+    return [pack_splats(widened(clip.fitted, avatar)) for avatar in frame_avatars(clip, frames, mode)]
 
 
 def frames_to_buffer(remaining: int, frames_per_second: float, computed_per_second: float) -> int:

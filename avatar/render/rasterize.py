@@ -18,6 +18,8 @@ from avatar.render.tiles import TILE_SIZE, alpha_half_extents, bin_gaussians
 from cuda_ext.errors import CudaExtError
 from cuda_ext.rasterize import rasterize_cuda
 
+EPS2D = 0.3  # px^2 added to every projected covariance: the low-pass of 3DGS and gsplat
+
 
 def _rasterize_torch(inputs: RasterizeInputs) -> RenderOutput:
     means, quats, scales, opacities, colors, viewmat, K, width, height, background, near, far, eps2d = (
@@ -91,7 +93,7 @@ def rasterize(
     background: Tensor | None = None,  # [C] or [H, W, C]
     near_plane: float = 0.01,
     far_plane: float = 1e10,
-    eps2d: float = 0.3,
+    eps2d: float = EPS2D,
     backend: RasterizerName = "torch",
 ) -> RenderOutput:
     """Render 3D Gaussians into one pinhole camera.
