@@ -1,10 +1,11 @@
 """The frames of a driven clip, computed ahead of the playhead in a worker thread.
 
-For each frame the server deforms the avatar: the model in batches of `BATCH` frames (one hash-grid lookup and one attention per batch), then the head moved
-into the avatar frame with its torso (`FittedHead.in_avatar_frame`), packed (`pack_splats`) for the browser
-to draw, or kept as Gaussians to draw on the server (`viewers.server_render`). Frames are kept
-up to `capacity`; those furthest behind the playhead go first. Playing waits until enough frames are ready
-that the rest are computed before the playhead reaches them (`frames_to_buffer`).
+For each frame the server deforms the avatar: the model in batches of `BATCH` frames (one hash-grid lookup and
+one attention per batch), then the head moved into the avatar frame with its torso (`FittedHead.in_avatar_frame`),
+widened and packed (`widened`, `pack_splats`) for the browser to draw, or kept as Gaussians to draw on the server
+(`viewers.server_render`). Frames are kept up to `capacity`; those furthest behind the playhead go first. Playing
+waits until enough frames are ready that the rest are computed before the playhead reaches them
+(`frames_to_buffer`).
 """
 
 from __future__ import annotations
