@@ -109,6 +109,12 @@ def _run_fit(config) -> None:
     )
     if summary.rasterizer_note and summary.device.startswith("cuda"):
         print(f"  our CUDA kernels were not used: {summary.rasterizer_note}")
+    if config.audio:
+        from avatar.drive.driver import load_fitted
+
+        fitted = load_fitted(summary.run, device=config.device, backend=config.backend)
+        if fitted.hears_phones:
+            print(f"  {fitted.phone_check.summary()}")
 
 
 def _run_render(config) -> None:
@@ -116,6 +122,8 @@ def _run_render(config) -> None:
 
     result = render_video(config)
     print(f"video: {result.video} ({result.frames} frames, {result.seconds_of_audio:.1f} s of audio)")
+    if result.phones_note:
+        print(f"  {result.phones_note}")
 
 
 def _lip_sync_line(name: str, summary) -> str:
@@ -165,6 +173,8 @@ def _run_eval(config) -> None:
         ]
     if metrics.lip_sync_note:
         lines.append(f"  lip sync not scored: {metrics.lip_sync_note}")
+    if metrics.phone_check is not None:
+        lines.append(f"  {metrics.phone_check.summary()}")
     lines.append(f"  metrics: {config.json}\n  video: {metrics.video}\n  plot: {metrics.plot}")
     print("\n".join(lines))
 

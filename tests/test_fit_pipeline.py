@@ -27,6 +27,7 @@ from avatar.drive.blinks import eye_levels
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import load_fitted
 from avatar.drive.opening_transfer import MIN_MEASURED, OpeningTransfer
+from avatar.drive.phone_check import PhoneCheck
 from avatar.drive.video import RenderConfig, drive_with_audio, render_video
 from avatar.eval.evaluate import EvalMetrics
 from avatar.face.landmarks import MOUTH_AND_JAW, UPPER_EYELIDS
@@ -295,6 +296,7 @@ def test_mouth_scale_scales_the_spread_and_keeps_closures_closed(sample_runs, sa
     with pytest.raises(AvatarError, match="--mouth-scale"):
         render_video(RenderConfig(run=run, audio=speech, out=tmp_path / "x.mp4", mouth_scale=-1.0))
     fitted = load_fitted(run, device="cpu", backend="torch")
+    fitted.__dict__["phone_check"] = PhoneCheck(fitted.step, 50, 0.8, 0.8)  # heard (the check: its own test)
     matched = drive_with_audio(fitted, speech)
     assert matched.articulation_gain != 1.0  # 3 s of new speech, measured and matched to the capture
     predicted = replace(matched.signals, motion=None)  # the clip renders its predicted motion, smoothed
@@ -331,3 +333,43 @@ def test_the_opening_transfer_is_measured_once_and_corrects_the_gain(sample_runs
     signals = again.capture_signals()
     uncorrected = articulation_gain(again.driver.model, signals, again.articulation_level, again.dataset.fps)
     assert again.articulation_gain(signals) == pytest.approx(uncorrected * transfer.correction)
+
+
+@pytest.mark.slow
+def test_the_phone_check_is_kept_and_a_failed_one_silences_the_phones_everywhere(
+    sample_runs, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    shutil.copytree(sample_runs["audio"][0], run)
+    (run / "phone_check.json").unlink(missing_ok=True)  # the fixture's eval made it already
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    check = fitted.phone_check
+    val = fitted.dataset.split.val
+    assert check.checkpoint_step == fitted.step and check.frames == fitted.dataset.tracking.valid[val].sum()
+    assert PhoneCheck.read(run / "phone_check.json") == check
+    assert check.correlation_without_phones > 0.5, (
+        check
+    )  # the voice alone follows the sample's held-out mouth
+    assert -1 <= check.correlation_with_phones <= 1
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr("avatar.drive.driver.measure_phone_check", not_again)
+    n_mels = fitted.record.audio_features.n_mels
+    speech = tmp_path / "speech.wav"
+    save_wav(speech, synthesize_speech(3.0, 16000, seed=5).audio, 16000)
+    for heard in (True, False):
+        PhoneCheck(fitted.step, 50, 0.8 if heard else 0.2, 0.8).write(run / "phone_check.json")
+        again = load_fitted(run, device="cpu", backend="torch")
+        assert again.uses_phones == heard
+        capture_phones = np.asarray(again.capture_signals().audio)[..., n_mels:]
+        clip = drive_with_audio(again, speech)
+        assert capture_phones.any() == heard and np.asarray(clip.signals.audio)[..., n_mels:].any() == heard
+        assert clip.speech.phones  # still there to score the render
+        result = render_video(
+            RenderConfig(run=run, audio=speech, out=tmp_path / f"{heard}.mp4", progress=False)
+        )
+        assert (result.phones_note is None) == heard
+        if not heard:
+            assert "phones: off" in result.phones_note and "0.20" in result.phones_note

@@ -27,6 +27,7 @@ from avatar.drive.opening_transfer import (
     measure_opening_transfer,
     measurement_frames,
 )
+from avatar.drive.phone_check import PhoneCheck, cached_phone_check, measure_phone_check
 from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.deformation import FrameConditions
 from avatar.model.gaussians import GaussianSet
@@ -194,15 +195,32 @@ class FittedHead:
         """Whether the model's driving features include the phone channels (avatar/audio/driving.py)."""
         return self.driver.model.config.phone_classes > 0
 
+    @cached_property
+    def phone_check(self) -> PhoneCheck:
+        """Whether the capture's phones predict its held-out mouth (avatar/drive/phone_check.py): measured on
+        the first use of a checkpoint, then read back."""
+        return cached_phone_check(RunLayout(self.run_dir).phone_check, self.step, self._measure_phone_check)
+
+    @property
+    def uses_phones(self) -> bool:
+        """Whether the phones drive this run's mouth: its model has phone channels and its capture's phones
+        passed the phone check."""
+        return self.hears_phones and self.phone_check.uses_phones
+
+    def heard(self, speech: AlignedSpeech) -> AlignedSpeech | None:
+        """The phones the model is given of `speech`: None for a model without phone channels, none (zero
+        channels) where the phone check turned them off."""
+        if not self.hears_phones:
+            return None
+        if not self.phone_check.uses_phones:
+            return AlignedSpeech(None, self.phone_check.summary())
+        return speech
+
     def driving_features(self, windows: np.ndarray, speech: AlignedSpeech) -> np.ndarray:
         """A clip's log-mel windows [F, steps, n_mels] and its phones -> the model's inputs, as in training."""
         record = self.record
         return driving_features(
-            windows,
-            record.fps,
-            record.audio_features,
-            record.audio_normalization,
-            speech=speech if self.hears_phones else None,
+            windows, record.fps, record.audio_features, record.audio_normalization, speech=self.heard(speech)
         )
 
     @cached_property
@@ -253,9 +271,24 @@ class FittedHead:
         return replace(signals, motion=clip_motion(self.driver.model, signals, self.dataset.fps))
 
     def capture_signals(self) -> ClipSignals:
-        """The capture's own driving signals, as the fit saw them."""
-        speech = self.dataset.speech if self.hears_phones else None
-        return self.record.capture_signals(self.dataset, speech=speech)
+        """The capture's own driving signals, as the fit saw them (without phones where the phone check turned
+        them off)."""
+        return self.record.capture_signals(self.dataset, speech=self.heard(self.dataset.speech))
+
+    def _measure_phone_check(self) -> PhoneCheck:
+        """The motion path on the held-out frames, with the capture's phones and with zero phone channels."""
+        dataset = self.dataset
+        held_out = dataset.split.val[dataset.tracking.valid[dataset.split.val]]
+
+        def predicted_motion(with_phones: bool) -> np.ndarray:
+            speech = dataset.speech if with_phones else AlignedSpeech(None, "the phone check's voice alone")
+            signals = self.record.capture_signals(dataset, speech=speech)
+            return clip_motion(self.driver.model, signals, dataset.fps)
+
+        if not self.hears_phones:  # nothing to turn off
+            return PhoneCheck(self.step, 0, float("nan"), float("nan"))
+        tracked = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
+        return measure_phone_check(predicted_motion, tracked, held_out, self.step)
 
     def composite(
         self,

@@ -19,7 +19,6 @@ the same checkpoint read it instead of measuring again.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,12 +28,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from avatar.core.errors import AvatarError
 from avatar.core.records import Record
 from avatar.metrics.landmarks import FaceMeshRunner, mouth_opening
 from avatar.model.deformation import FrameConditions
-
-_log = logging.getLogger(__name__)
+from avatar.runs.checkpoint_measurement import cached_measurement
 
 FRAMES = 40  # training frames rendered to measure the transfer
 MAX_CORRECTION = 1.5
@@ -116,18 +113,6 @@ def measurement_frames(train: np.ndarray, count: int = FRAMES) -> np.ndarray:
 def cached_opening_transfer(
     path: Path, checkpoint_step: int, measure: Callable[[], OpeningTransfer]
 ) -> OpeningTransfer:
-    """The transfer kept at `path` if it was measured on `checkpoint_step`, else `measure()`, kept there when
-    the run directory is writable (a read-only run is measured again next time)."""
-    if path.is_file():
-        try:
-            kept = OpeningTransfer.read(path)
-            if kept.checkpoint_step == checkpoint_step:
-                return kept
-        except AvatarError as error:
-            _log.info("measuring the opening transfer again: %s", error)
-    measured = measure()
-    try:
-        measured.write(path)
-    except OSError as error:
-        _log.info("the opening transfer could not be kept in %s (%s)", path, error)
-    return measured
+    """The transfer kept at `path` if it was measured on `checkpoint_step`, else `measure()`, kept there
+    (`avatar.runs.checkpoint_measurement`)."""
+    return cached_measurement(path, OpeningTransfer.read, checkpoint_step, measure)

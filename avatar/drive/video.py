@@ -87,6 +87,7 @@ class RenderResult:
     video: Path
     frames: int
     seconds_of_audio: float
+    phones_note: str | None = None  # why the phones did not drive the mouth, where the phone check said so
 
 
 @dataclass
@@ -271,4 +272,6 @@ def render_video(config: RenderConfig, on_frame: Callable[[int, int], None] | No
                 write_png(Path(config.frames_dir) / f"{index:06d}.png", frame)
             if on_frame is not None:
                 on_frame(index + 1, clip.count)
-    return RenderResult(config.out, clip.count, len(clip.audio) / clip.sample_rate)
+    checked_off = config.phones and fitted.hears_phones and not fitted.uses_phones
+    note = fitted.phone_check.summary() if checked_off else None
+    return RenderResult(config.out, clip.count, len(clip.audio) / clip.sample_rate, note)

@@ -21,6 +21,7 @@ from avatar.core.errors import AvatarError
 from avatar.core.records import Record
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import FittedHead, load_fitted
+from avatar.drive.phone_check import PhoneCheck
 from avatar.drive.video import drive_with_audio
 from avatar.eval.lip_sync import LipSyncSummary, lip_sync_plot, score, summarize
 from avatar.eval.plots import line_plot_png, side_by_side
@@ -89,7 +90,7 @@ class EvalMetrics(Record):
     """`avatar eval`'s measurements on the held-out frames (written to --json)."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval"
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
 
     frames: int
     psnr: float  # dB, whole composited frame
@@ -125,6 +126,9 @@ class EvalMetrics(Record):
     lip_sync_real: LipSyncSummary | None  # the real held-out frames, the same way
     lip_sync_reference: LipSyncSummary | None  # the whole capture's real mouth: the person's own level
     lip_sync_note: str | None  # why a lip-sync score is missing
+    phone_check: PhoneCheck | None = (
+        None  # whether the capture's phones drove the mouth; None: no phone channels
+    )
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ class DrivenEvalMetrics(Record):
     """`avatar eval --audio`: the avatar driven by new speech, its lip sync against that speech's phones."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval-driven"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     audio: Path
     frames: int
@@ -145,6 +149,9 @@ class DrivenEvalMetrics(Record):
     plot: Path
     mouth_open_rendered: tuple[float | None, ...]
     phones: Path | None = None  # the phone file scored against; None: pocketsphinx's alignment of the audio
+    phone_check: PhoneCheck | None = (
+        None  # whether the capture's phones drove the mouth; None: no phone channels
+    )
 
 
 def _series(values: np.ndarray) -> tuple[float | None, ...]:
@@ -302,6 +309,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
         mouth_open_real=_series(lips.mouth_open_real),
         mouth_open_rendered=_series(lips.mouth_open_rendered),
         **_held_out_lip_sync(fitted, held_out, lips.mouth_open_rendered, lips.mouth_open_real, lip_plot_path),
+        phone_check=fitted.phone_check if fitted.hears_phones else None,
     )
     metrics.write(config.json)
     return metrics
@@ -372,6 +380,7 @@ def _evaluate_driven(
         plot=lip_plot_path,
         mouth_open_rendered=_series(opening),
         phones=config.phones,
+        phone_check=fitted.phone_check if fitted.hears_phones else None,
     )
     metrics.write(config.json)
     return metrics

@@ -54,6 +54,10 @@ class RunLayout:
         return self.root / "opening_transfer.json"
 
     @property
+    def phone_check(self) -> Path:
+        return self.root / "phone_check.json"
+
+    @property
     def torso(self) -> Path:
         return self.root / "torso.safetensors"
 
