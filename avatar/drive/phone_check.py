@@ -70,8 +70,8 @@ class PhoneCheck(Record):
         if self.uses_phones:
             return f"phones: heard ({measured})"
         return (
-            f"phones: off, the voice alone drives the mouth ({measured}): the capture's speech is not English "
-            "as pocketsphinx hears it"
+            "phones: off, the voice alone drives the mouth: pocketsphinx's English phones of the capture do not "
+            f"predict its mouth (another language?; {measured})"
         )
 
 
