@@ -18,9 +18,9 @@ after a fit, on its first use, the motion path predicts the capture's held-out f
 few seconds): with the capture's phones and with the phone channels zeroed, the voice alone, which the fit
 trains for (`TrainSettings.phone_dropout`). Each prediction's inner-lip gap is correlated with the tracked one.
 When the phones lose by more than `MARGIN`, the run drives the mouth from the voice alone, for the capture and
-for every audio it is given. Measured so (held-out, phones / zeroed): 9 English fits of phone_talker, Obama and
-the built-in sample -0.08 .. +0.01 apart; the two backwards clips -0.23 / 0.62 and 0.48 / 0.82. The check is
-kept beside its checkpoint (`phone_check.json`).
+for every audio it is given. Measured so (held-out, phones minus voice alone): 8 English fits of phone_talker,
+Obama and the built-in sample -0.08 .. +0.01, one more +0.09; the two backwards clips -0.23 - 0.62 and
+0.48 - 0.82. The check is kept beside its checkpoint (`phone_check.json`).
 """
 
 from __future__ import annotations
