@@ -126,9 +126,8 @@ class EvalMetrics(Record):
     lip_sync_real: LipSyncSummary | None  # the real held-out frames, the same way
     lip_sync_reference: LipSyncSummary | None  # the whole capture's real mouth: the person's own level
     lip_sync_note: str | None  # why a lip-sync score is missing
-    phone_check: PhoneCheck | None = (
-        None  # whether the capture's phones drove the mouth; None: no phone channels
-    )
+    # whether the capture's phones drove the mouth (avatar/drive/phone_check.py); None: no phone channels
+    phone_check: PhoneCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -149,9 +148,8 @@ class DrivenEvalMetrics(Record):
     plot: Path
     mouth_open_rendered: tuple[float | None, ...]
     phones: Path | None = None  # the phone file scored against; None: pocketsphinx's alignment of the audio
-    phone_check: PhoneCheck | None = (
-        None  # whether the capture's phones drove the mouth; None: no phone channels
-    )
+    # whether the capture's phones drove the mouth (avatar/drive/phone_check.py); None: no phone channels
+    phone_check: PhoneCheck | None = None
 
 
 def _series(values: np.ndarray) -> tuple[float | None, ...]:
