@@ -34,7 +34,7 @@ from typing import ClassVar
 import numpy as np
 
 from avatar.core.records import Record
-from avatar.model.deformation import INNER_LIP_LOWER_ROWS, INNER_LIP_UPPER_ROWS
+from avatar.model.deformation import FACING_LIP_ROWS
 from avatar.runs.checkpoint_measurement import cached_measurement
 
 MARGIN = 0.15  # how much better the voice alone must predict the held-out mouth to turn the phones off
@@ -78,7 +78,7 @@ class PhoneCheck(Record):
 def inner_lip_gap(motion: np.ndarray) -> np.ndarray:
     """[F, J, 3] mouth motion (`avatar.face.landmarks.MOUTH_AND_JAW` rows) -> [F] how far the facing inner-lip
     landmarks move apart vertically, averaged over the pairs between the corners."""
-    upper, lower = INNER_LIP_UPPER_ROWS[1:-1], INNER_LIP_LOWER_ROWS[1:-1]
+    upper, lower = FACING_LIP_ROWS
     return (motion[:, lower, 1] - motion[:, upper, 1]).mean(axis=1)
 
 

@@ -69,6 +69,8 @@ BOUNDS_PADDING = 0.1  # each side of the canonical bounding box grows by this fr
 # the corners, row k of one faces row k of the other
 INNER_LIP_UPPER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_UPPER]
 INNER_LIP_LOWER_ROWS = [MOUTH_AND_JAW.index(i) for i in INNER_LIP_LOWER]
+# the facing pairs of those rows between the corners (the corners touch and never part)
+FACING_LIP_ROWS = (INNER_LIP_UPPER_ROWS[1:-1], INNER_LIP_LOWER_ROWS[1:-1])
 # -1 on the upper lip, +1 on the lower one, 0 for the corners, jaw, chin and cheeks (`lip_sides`)
 _ANCHOR_LIP_SIDES = [(-1.0 if i in UPPER_LIP else 1.0 if i in LOWER_LIP else 0.0) for i in MOUTH_AND_JAW]
 

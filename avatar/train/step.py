@@ -9,7 +9,7 @@ from torch import Tensor
 
 from avatar.audio.normalization import AudioAugmentation, augment_audio_windows
 from avatar.core.backends import RasterizerName
-from avatar.model.deformation import INNER_LIP_LOWER_ROWS, INNER_LIP_UPPER_ROWS, FrameConditions
+from avatar.model.deformation import FACING_LIP_ROWS, FrameConditions
 from avatar.model.talking_head import TalkingHead
 from avatar.render.interface import RenderOutput
 from avatar.render.rasterize import render_gaussians
@@ -17,8 +17,6 @@ from avatar.runs.settings import Stage, TrainSettings
 from avatar.train import losses
 from avatar.train.data import TrainingData
 from avatar.train.frames import TargetFrame
-
-FACING_LIP_ROWS = (INNER_LIP_UPPER_ROWS[1:-1], INNER_LIP_LOWER_ROWS[1:-1])  # the curves without their corners
 
 
 @dataclass(frozen=True)
