@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 import torch
 
+from avatar.audio.driving import driving_features
+from avatar.audio.features import audio_features_for_frames
+from avatar.audio.phones import AlignedSpeech
 from avatar.cli import main
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
@@ -33,7 +36,7 @@ from avatar.eval.evaluate import EvalMetrics
 from avatar.face.landmarks import MOUTH_AND_JAW, UPPER_EYELIDS
 from avatar.face.measures import eye_openness, mouth_openness
 from avatar.face.regions import mouth_region
-from avatar.media.audio_io import save_wav
+from avatar.media.audio_io import load_audio, save_wav
 from avatar.metrics.landmarks import FaceMeshRunner, mouth_opening
 from avatar.model.landmark_motion import tracked_motion
 from avatar.runs.checkpoint import INDEX_NAME, load_checkpoint
@@ -336,7 +339,16 @@ def test_the_opening_transfer_is_measured_once_and_corrects_the_gain(sample_runs
 
 
 @pytest.mark.slow
-def test_the_phone_check_is_kept_and_a_failed_one_silences_the_phones_everywhere(
+def _new_audio_motion(fitted, clip, audio_path: Path, phones: bool) -> np.ndarray:
+    """The motion of a driven clip's audio predicted with or without its phones, as a render smooths it."""
+    config, fps = fitted.record.audio_features, fitted.dataset.fps
+    windows = audio_features_for_frames(load_audio(audio_path, config.sample_rate), clip.count, fps, config)
+    heard = clip.speech if phones else AlignedSpeech(None, "the voice alone")
+    features = driving_features(windows, fps, config, fitted.record.audio_normalization, speech=heard)
+    return clip_motion(fitted.driver.model, replace(clip.signals, audio=features, motion=None), fps)
+
+
+def test_the_phone_check_is_kept_and_a_failed_one_silences_the_captures_phones_and_halves_new_audios(
     sample_runs, tmp_path, monkeypatch
 ):
     run = tmp_path / "run"
@@ -367,9 +379,18 @@ def test_the_phone_check_is_kept_and_a_failed_one_silences_the_phones_everywhere
         clip = drive_with_audio(again, speech)
         assert capture_phones.any() == heard and np.asarray(clip.signals.audio)[..., n_mels:].any() == heard
         assert clip.speech.phones  # still there to score the render
+
+        # new audio's mouth: from its phones where the check passed, else half from them, half from the voice
+        with_phones, voice_alone = (
+            _new_audio_motion(again, clip, speech, True),
+            _new_audio_motion(again, clip, speech, False),
+        )
+        expected = with_phones if heard else 0.5 * (with_phones + voice_alone)
+        np.testing.assert_allclose(clip.signals.motion, expected, atol=1e-6)
+        assert np.abs(with_phones - voice_alone).max() > 1e-4  # the phones matter to this mouth
         result = render_video(
             RenderConfig(run=run, audio=speech, out=tmp_path / f"{heard}.mp4", progress=False)
         )
         assert (result.phones_note is None) == heard
         if not heard:
-            assert "phones: off" in result.phones_note and "0.20" in result.phones_note
+            assert "the capture's are off" in result.phones_note and "0.20" in result.phones_note

@@ -203,25 +203,53 @@ class FittedHead:
 
     @property
     def uses_phones(self) -> bool:
-        """Whether the phones drive this run's mouth: its model has phone channels and its capture's phones
-        passed the phone check."""
+        """Whether the phones drive this run's mouth on its capture's frames: its model has phone channels and
+        its capture's phones passed the phone check."""
         return self.hears_phones and self.phone_check.uses_phones
 
     def heard(self, speech: AlignedSpeech) -> AlignedSpeech | None:
         """The phones the model is given of `speech`: None for a model without phone channels, none (zero
-        channels) where the phone check turned them off."""
+        channels) where the phone check turned them off (new audio: `new_audio_signals`)."""
         if not self.hears_phones:
             return None
         if not self.phone_check.uses_phones:
             return AlignedSpeech(None, self.phone_check.summary())
         return speech
 
-    def driving_features(self, windows: np.ndarray, speech: AlignedSpeech) -> np.ndarray:
-        """A clip's log-mel windows [F, steps, n_mels] and its phones -> the model's inputs, as in training."""
-        record = self.record
-        return driving_features(
-            windows, record.fps, record.audio_features, record.audio_normalization, speech=self.heard(speech)
-        )
+    def new_audio_signals(
+        self,
+        windows: np.ndarray,
+        speech: AlignedSpeech,
+        eye: np.ndarray,
+        rotations: np.ndarray,
+        translations: np.ndarray,
+    ) -> ClipSignals:
+        """The signals of new audio, with the mouth motion it drives, as a render shows it.
+
+        Where the phone check turned the capture's phones off, the motion is the mean of the motion predicted
+        with the audio's own phones and with its voice alone, and the rest of the model hears the voice alone.
+        The check says only that the capture's language misleads the phones. New audio may be in that language,
+        or in English, whose phones carry to the mouth; the mean is within a few hundredths of the better of the
+        two in either case (avatar/drive/phone_check.py).
+
+        Args:
+            windows: [F, steps, n_mels] the audio's log-mel windows (`audio_features_for_frames`)
+            speech: its phones (`align_speech`), or none to drive the mouth by the voice alone
+            eye: [F] eye openness; rotations: [F, 3, 3] and translations: [F, 3] the view token's camera
+        """
+        record, model, fps = self.record, self.driver.model, self.dataset.fps
+
+        def signals_hearing(heard: AlignedSpeech | None) -> ClipSignals:
+            features = driving_features(
+                windows, record.fps, record.audio_features, record.audio_normalization, speech=heard
+            )
+            return ClipSignals(features, eye, rotations, translations)
+
+        signals = signals_hearing(self.heard(speech))
+        motion = clip_motion(model, signals, fps)
+        if self.hears_phones and not self.uses_phones and speech.phones is not None:
+            motion = 0.5 * (motion + clip_motion(model, signals_hearing(speech), fps))
+        return replace(signals, motion=motion)
 
     @cached_property
     def articulation_level(self) -> ArticulationLevel:

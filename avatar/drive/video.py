@@ -87,7 +87,7 @@ class RenderResult:
     video: Path
     frames: int
     seconds_of_audio: float
-    phones_note: str | None = None  # why the phones did not drive the mouth, where the phone check said so
+    phones_note: str | None = None  # how the phones drove the mouth, where the phone check turned them off
 
 
 @dataclass
@@ -203,7 +203,6 @@ def drive_with_audio(
         )
     speech = align_speech(audio, feature_config.sample_rate)
     heard = speech if phones else AlignedSpeech(None, "phones turned off (--no-phones)")
-    features = fitted.driving_features(audio_features_for_frames(audio, count, fps, feature_config), heard)
     tracking = dataset.tracking
     valid = tracking.valid
     poses = pingpong(np.flatnonzero(valid), count)
@@ -220,9 +219,9 @@ def drive_with_audio(
     # the head moves in the avatar frame as it moved in the capture
     head_poses = np.linalg.inv(fitted.avatar_pose)[None] @ tracking.viewmats[poses] @ turn
     viewmats = view.cameras @ head_poses
-    signals = fitted.with_predicted_motion(
-        ClipSignals(features, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])  # the view token sees this camera
-    )
+    windows = audio_features_for_frames(audio, count, fps, feature_config)
+    # the view token sees this camera
+    signals = fitted.new_audio_signals(windows, heard, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])
     gain = fitted.articulation_gain(signals) if match_amplitude else 1.0
     return DrivenClip(
         fitted, audio, feature_config.sample_rate, speech, signals, poses, head_poses, view, mouth_scale, gain
