@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from avatar.core.errors import AvatarError
 from avatar.core.pinhole import centered_intrinsics, project
 from avatar.model.gaussians import CanonicalGaussians, GaussianSet
 from avatar.model.rigid import (
+    concatenate,
     quat_to_rotmat,
     rotmat_to_rotvec,
     rotvec_to_quat,
@@ -19,7 +22,9 @@ from avatar.model.rigid import (
 from avatar.model.torso import TorsoModel, bust_gaussians
 from avatar.model.torso_init import NECK_BEHIND_HEAD_M, init_torso
 from avatar.render.projection import quat_scale_to_covar
+from avatar.render.rasterize import render_gaussians
 from avatar.runs.torso_file import load_torso, save_torso
+from avatar.train.torso_fit import Layer, layered
 
 
 def _pose(rotvec, translation) -> torch.Tensor:
@@ -136,3 +141,29 @@ def test_the_torso_file_round_trips_and_refuses_a_stale_or_broken_one(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(AvatarError, match="unreadable"):
         load_torso(path, 100)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("torso_shift", [0.6, -0.6])  # behind the head, then before it
+def test_the_torso_fits_layers_are_the_one_pass_render_where_head_and_torso_do_not_interleave(
+    size, torso_shift
+):
+    head, torso = _gaussians(40, seed=4), _gaussians(60, seed=5)
+    head = replace(head, scales=head.scales * 3)
+    torso = replace(
+        torso,
+        means=torso.means * torch.tensor([2.0, 2.0, 0.5]) + torch.tensor([0.0, 0.0, torso_shift]),
+        scales=torso.scales * 5,
+    )
+    viewmat = torch.eye(4)
+    viewmat[2, 3] = 1.0
+    K = torch.from_numpy(centered_intrinsics(size * 1.2, size)).float()
+    background = torch.rand(size, size, 3, generator=torch.Generator().manual_seed(6))
+    one_pass = render_gaussians(concatenate([head, torso]), viewmat, K, size, background, backend="torch")
+    head_layer = Layer.render(head, viewmat, K, size, "torch")
+    torso_layer = Layer.render(torso, viewmat, K, size, "torch")
+    both = (head_layer.alpha * torso_layer.alpha).mean()
+    assert both > 0.01 and (torso_layer.alpha - both).mean() > 0.01  # they overlap, and each is seen alone
+    rgb, alpha = layered(head_layer, torso_layer, background)
+    torch.testing.assert_close(rgb, one_pass.rgb, atol=2e-3, rtol=0)
+    torch.testing.assert_close(alpha, one_pass.alpha, atol=2e-3, rtol=0)

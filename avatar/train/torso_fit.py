@@ -1,14 +1,26 @@
 """The torso's fit: after the head's, its Gaussians learn the capture's neck, shoulders and chest.
 
-Every step renders a training frame's whole bust in one pass (`avatar.model.torso.bust_gaussians`): the fitted
-head, frozen and driven by its tracked mouth motion, and the torso, over the background plate, at
-`TrainSettings.torso_resolution`; the loss is the L1 error against the real frame plus `alpha_weight` times the
-alpha's error against the capture's person mask. Only the torso learns: its Gaussians and the network that moves
-it with the head's pose. The head's Gaussians of each frame are computed once and kept. The fit takes a couple of
-minutes of the tiny preset and is not checkpointed: a fit killed during it makes the torso again on `--resume`.
+Only the torso learns: its Gaussians and the network that moves it with the head's pose. The fitted head is
+frozen, so each training frame's head (driven by its tracked mouth motion) is rendered once, the first time the
+frame is drawn, as a layer of colour, alpha and depth (`Layer`); every step renders only the torso as another
+layer and lays the two over the background plate, the nearer in front at each pixel (`layered`), at
+`TrainSettings.torso_resolution`. The loss is the L1 error against the real frame plus `alpha_weight` times the
+alpha's error against the capture's person mask.
+
+A render draws head and torso in one pass (`avatar.model.torso.bust_gaussians`); the two layers are the same
+image wherever head and torso do not interleave in depth within a pixel. Not rendering the frozen head's
+Gaussians at every step makes a step about 4x cheaper on the CPU, so the tiny preset takes 900 torso steps
+where one-pass steps took 300, in the same time (Obama clip, `avatar fit --resume` of the torso alone: 122 s
+against 117 s). Its held-out PSNR (17 frames) went from 21.62 to 22.27 dB on the torso, 26.87 to 26.97 around
+the neck, 28.71 to 28.97 in the head box; on phone_talker_20s 22.78 to 22.66 on the torso, 22.40 to 23.00
+around the neck, 24.27 to 24.51 in the head box. The fit is not checkpointed: a fit killed during it makes the torso
+again on `--resume`.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,8 +33,9 @@ from avatar.data.avatar_frame import avatar_pose
 from avatar.data.dataset import Dataset
 from avatar.model.deformation import FrameConditions
 from avatar.model.gaussians import GaussianSet
+from avatar.model.rigid import transform_gaussians
 from avatar.model.talking_head import ClipSignals, TalkingHead
-from avatar.model.torso import TorsoModel, bust_gaussians
+from avatar.model.torso import TorsoModel
 from avatar.model.torso_init import init_torso
 from avatar.render.rasterize import render_gaussians
 from avatar.runs.settings import TrainSettings
@@ -32,6 +45,7 @@ from avatar.train.state import gaussian_groups
 CHIN = 152  # the face-mesh landmark at the chin
 REFERENCE_CANDIDATES = 12  # training frames whose torso masks are compared for the initial torso
 MAX_TARGETS = 200  # training frames the torso fits to, spread over the clip
+EMPTY_ALPHA = 1e-4  # a layer's pixels with less alpha have no depth
 
 
 def torso_resolution(settings: TrainSettings, size: int) -> int:
@@ -45,6 +59,43 @@ def _reference_frame(dataset: Dataset, frames: np.ndarray) -> int:
     ]
     areas = [(dataset.masks(int(index))[..., 2] > 127).sum() for index in picks]
     return int(picks[int(np.argmax(areas))])
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Gaussians rendered alone: colour premultiplied by alpha, alpha, and their mean depth at each pixel."""
+
+    rgb: torch.Tensor  # [R, R, 3]
+    alpha: torch.Tensor  # [R, R, 1]
+    depth: torch.Tensor  # [R, R, 1] camera z, metres, weighted by each Gaussian's share; +inf where empty
+
+    @staticmethod
+    def render(
+        gaussians: GaussianSet,
+        viewmat: torch.Tensor,
+        K: torch.Tensor,
+        resolution: int,
+        backend: RasterizerName,
+    ) -> Layer:
+        """`gaussians` (avatar frame) seen by the camera `viewmat` [4, 4], `K` [3, 3]."""
+        out = render_gaussians(gaussians, viewmat, K, resolution, None, backend=backend)
+        seen = out.alpha.detach() > EMPTY_ALPHA
+        depth = torch.where(seen, out.depth.detach() / out.alpha.detach().clamp_min(EMPTY_ALPHA), math.inf)
+        return Layer(out.rgb, out.alpha, depth)
+
+
+def layered(first: Layer, second: Layer, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two layers over `background` [R, R, 3], at each pixel the nearer in front -> colour [R, R, 3] and alpha
+    [R, R, 1]: the one-pass render of both sets where they do not interleave in depth within a pixel."""
+    first_in_front = first.depth <= second.depth
+    front_rgb, back_rgb = (
+        torch.where(first_in_front, first.rgb, second.rgb),
+        torch.where(first_in_front, second.rgb, first.rgb),
+    )
+    front_alpha = torch.where(first_in_front, first.alpha, second.alpha)
+    back_alpha = torch.where(first_in_front, second.alpha, first.alpha)
+    rgb = front_rgb + (1 - front_alpha) * (back_rgb + (1 - back_alpha) * background)
+    return rgb, front_alpha + (1 - front_alpha) * back_alpha
 
 
 def fit_torso(
@@ -80,20 +131,26 @@ def fit_torso(
     targets = train[np.linspace(0, len(train) - 1, min(MAX_TARGETS, len(train))).round().astype(int)]
     head_poses = torch.from_numpy(np.linalg.inv(pose)[None] @ tracking.viewmats[targets]).float().to(device)
     images, people = {}, {}
-    heads: dict[int, GaussianSet] = {}
+    heads: dict[int, Layer] = {}
     optimizer = _optimizer(torso, settings)
     rng = np.random.default_rng(seed)
     for _ in tqdm(range(settings.steps_torso), desc="fit: torso", disable=not progress, leave=False):
         row = int(rng.integers(len(targets)))
         index = int(targets[row])
         if index not in heads:
-            heads[index] = _head(model, signals, motion_targets, index, device)
+            head = transform_gaussians(
+                _head(model, signals, motion_targets, index, device),
+                head_poses[row, :3, :3],
+                head_poses[row, :3, 3],
+            )
+            with torch.no_grad():
+                heads[index] = Layer.render(head, viewmat, K, resolution, backend)
             images[index] = _resized(dataset.frame(index), resolution, device)
             people[index] = _resized(dataset.masks(index)[..., 0], resolution, device)[..., None]
-        bust = bust_gaussians(heads[index], head_poses[row], torso(head_poses[row]))
-        out = render_gaussians(bust, viewmat, K, resolution, plate, backend=backend)
-        loss = losses.l1_loss(losses.absolute_error(out.rgb, images[index]))
-        loss = loss + settings.alpha_weight * losses.alpha_loss(out.alpha, people[index])
+        body = Layer.render(torso(head_poses[row]), viewmat, K, resolution, backend)
+        rgb, alpha = layered(heads[index], body, plate)
+        loss = losses.l1_loss(losses.absolute_error(rgb, images[index]))
+        loss = loss + settings.alpha_weight * losses.alpha_loss(alpha, people[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
