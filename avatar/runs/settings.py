@@ -65,7 +65,7 @@ class TrainSettings:
     val_every: int = 200
     val_frames: int = 8
     checkpoint_every: int = 200
-    steps_torso: int = 900  # the torso's own fit, after the head's (avatar/train/torso_fit.py)
+    steps_torso: int = 1200  # the torso's own fit, after the head's (avatar/train/torso_fit.py)
     torso_gaussians: int = 3000
     torso_resolution: int | None = 160  # side of the whole frame the torso is fitted at; None = the crop's
 

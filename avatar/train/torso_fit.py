@@ -9,12 +9,16 @@ alpha's error against the capture's person mask.
 
 A render draws head and torso in one pass (`avatar.model.torso.bust_gaussians`); the two layers are the same
 image wherever head and torso do not interleave in depth within a pixel. Not rendering the frozen head's
-Gaussians at every step makes a step about 4x cheaper on the CPU, so the tiny preset takes 900 torso steps
-where one-pass steps took 300, in the same time (Obama clip, `avatar fit --resume` of the torso alone: 122 s
-against 117 s). Its held-out PSNR (17 frames) went from 21.62 to 22.27 dB on the torso, 26.87 to 26.97 around
-the neck, 28.71 to 28.97 in the head box; on phone_talker_20s 22.78 to 22.66 on the torso, 22.40 to 23.00
-around the neck, 24.27 to 24.51 in the head box. The fit is not checkpointed: a fit killed during it makes the torso
-again on `--resume`.
+Gaussians at every step makes a step about 5x cheaper on the CPU, so the tiny preset takes 1200 torso steps on
+100 frames where one-pass steps took 300 on 200 (`avatar fit --resume` of the torso alone on the Obama clip:
+127 s against 117 s). Held-out PSNR (17 frames), one-pass 300 steps -> layered 1200 steps:
+
+| clip | torso | neck band | head box |
+| --- | --- | --- | --- |
+| obama_address_20s | 21.62 -> 22.94 | 26.87 -> 27.27 | 28.71 -> 29.29 |
+| phone_talker_20s | 22.78 -> 22.51 | 22.40 -> 23.66 | 24.27 -> 24.49 |
+
+The fit is not checkpointed: a fit killed during it makes the torso again on `--resume`.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from avatar.train.state import gaussian_groups
 
 CHIN = 152  # the face-mesh landmark at the chin
 REFERENCE_CANDIDATES = 12  # training frames whose torso masks are compared for the initial torso
-MAX_TARGETS = 200  # training frames the torso fits to, spread over the clip
+MAX_TARGETS = 100  # training frames the torso fits to, spread over the clip
 EMPTY_ALPHA = 1e-4  # a layer's pixels with less alpha have no depth
 
 
