@@ -229,8 +229,8 @@ class FittedHead:
         Where the phone check turned the capture's phones off, the motion is the mean of the motion predicted
         with the audio's own phones and with its voice alone, and the rest of the model hears the voice alone.
         The check says only that the capture's language misleads the phones. New audio may be in that language,
-        or in English, whose phones carry to the mouth; the mean is within a few hundredths of the better of the
-        two in either case (avatar/drive/phone_check.py).
+        or in English, whose phones carry to the mouth; the mean scored at most 0.07 below the better of the two
+        in either case, and above the worse (avatar/drive/phone_check.py).
 
         Args:
             windows: [F, steps, n_mels] the audio's log-mel windows (`audio_features_for_frames`)
