@@ -175,7 +175,7 @@ def test_the_viewer_plays_the_avatar_in_chromium(chromium, sample_runs, tmp_path
         _seek(page, 0.0, 25.0)  # the earlier playing left the clip near its end on a busy machine
         page.get_by_role("button", name="play").click()
         wait_for_status(page, r"playing")
-        assert measure_playback(sample_playback(page, 2000), 25.0).frames_advanced >= 10
+        assert measure_playback(sample_playback(page, 3000), 25.0).frames_advanced >= 10  # ~7 fps on 2 cores
         page.get_by_role("button", name="pause").click()
         choose(page, "draw on", "browser")
         wait_for_status(page, r"press play")
