@@ -11,6 +11,7 @@ from torch import Tensor
 from avatar.audio.sync import speech_loudness
 from avatar.data.dataset import Dataset
 from avatar.face.landmarks import MOUTH_AND_JAW
+from avatar.face.smiles import mouth_width, smiling_frames
 from avatar.model.landmark_motion import rest_motion, tracked_motion
 from avatar.model.talking_head import ClipSignals
 from avatar.runs.record import RunRecord
@@ -23,6 +24,7 @@ class TrainingData:
     val: TrainingFrames | None  # a spread of the held-out frames, None when the dataset holds none out
     signals: ClipSignals  # every frame's audio (lined up with the mouth), eye openness and pose
     motion_targets: Tensor  # [F + 1, J, 3] tracked mouth and jaw motion of every frame, then at rest
+    motion_indices: np.ndarray  # [M] the training frames the mouth motion learns from: those not smiling
     K: Tensor  # [3, 3] camera of the rendered head window
     resolution: int
     background: Tensor  # [R, R, 3] the background plate's head window
@@ -46,11 +48,13 @@ def prepare_training_data(
     targets = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
     log_mel = np.asarray(signals.audio)[..., : run.audio_features.n_mels]
     rest = rest_motion(targets, speech_loudness(log_mel), frames.indices)
+    smiling = smiling_frames(mouth_width(dataset.tracking.landmarks), frames.indices)
     return TrainingData(
         frames=frames,
         val=val,
         signals=signals,
         motion_targets=torch.from_numpy(np.concatenate([targets, rest[None]])).to(device),
+        motion_indices=frames.indices[~smiling[frames.indices]],
         K=torch.as_tensor(run.K_window, dtype=torch.float32, device=device),
         resolution=run.resolution,
         background=frames.background.to(device),

@@ -73,8 +73,8 @@ class TrainStep:
         return conditions
 
     def mouth_motion(self, generator: torch.Generator) -> Tensor:
-        """The mouth motion predicted from the audio of `settings.motion_batch` random training frames against
-        the tracked motion, for each of the field's motion predictors on batches of its own (the mean of their
+        """The mouth motion predicted from the audio of `settings.motion_batch` random training frames that do
+        not smile (`TrainingData.motion_indices`, avatar/face/smiles.py) against the tracked motion, for each of the field's motion predictors on batches of its own (the mean of their
         losses); a fraction `settings.silence_probability` hear silence and must show the mouth at rest; plus
         `settings.lip_gap_weight` times the inner lips' gap error (`lip_gap_loss`). Every stage trains it; it
         needs no rendering."""
@@ -84,8 +84,8 @@ class TrainStep:
             return torch.zeros((), device=device)
         members = len(deformation.motion_predictors)
         batch = settings.motion_batch
-        picks = torch.randint(len(data.train_indices), (members * batch,), generator=generator).numpy()
-        indices = data.train_indices[picks]
+        picks = torch.randint(len(data.motion_indices), (members * batch,), generator=generator).numpy()
+        indices = data.motion_indices[picks]
         audio = self._augmented(
             data.signals.conditions(indices, window=self.model.window, device=device).audio, generator
         )
