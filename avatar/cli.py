@@ -105,6 +105,8 @@ def _run_fit(config) -> None:
         f"run: {summary.run}\n  {summary.steps} steps in {summary.seconds:.0f} s, "
         f"{summary.gaussians} Gaussians, held-out PSNR {summary.val_psnr:.2f} dB\n"
         f"  the capture's audio was lined up with its mouth motion by {summary.audio_offset_frames} frames\n"
+        f"  the mouth motion learned from {summary.motion_frames} training frames ({summary.smiling_frames} "
+        "left out: they smile)\n"
         f"  rasterizer {summary.rasterizer}, hash grid {summary.hash_grid}"
     )
     if summary.rasterizer_note and summary.device.startswith("cuda"):

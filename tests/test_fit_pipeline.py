@@ -88,6 +88,7 @@ def test_model_follows_audio_on_held_out_frames(sample_runs):
         summary.steps == RunRecord.read(run / "run.json").settings.total_steps
         and summary.rasterizer == "torch"
     )
+    assert summary.motion_frames > 0 and summary.smiling_frames >= 0
 
 
 def rendered_eye_openness(

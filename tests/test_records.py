@@ -110,7 +110,7 @@ def test_capture_report_and_fit_summary_round_trip():
     assert CaptureReport.from_json(json.loads(json.dumps(report.to_json()))) == report
     assert report.frames_per_second == 5.0
     summary = FitSummary(
-        Path("run"), 10, 1.5, 30.0, 4000, 0, "cpu", "torch", "the inputs are on the cpu", "X"
+        Path("run"), 10, 1.5, 30.0, 4000, 0, "cpu", "torch", "the inputs are on the cpu", "X", 7, 2
     )
     assert FitSummary.from_json(json.loads(json.dumps(summary.to_json()))) == summary
 

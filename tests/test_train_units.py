@@ -167,7 +167,7 @@ def test_train_log_writes_rows_and_appends_on_resume(tmp_path):
     assert len(list(csv.reader(path.open()))) == 1
 
 
-def _step(model, settings, motion_indices: np.ndarray | None = None) -> TrainStep:
+def _step(model, settings, smiling: np.ndarray | None = None) -> TrainStep:
     """A TrainStep over 12 synthetic frames (no images needed for the conditions and the motion loss)."""
     arrays = clip_arrays()
     arrays["audio_features"] = (
@@ -182,7 +182,7 @@ def _step(model, settings, motion_indices: np.ndarray | None = None) -> TrainSte
         val=None,
         signals=signals,
         motion_targets=targets,
-        motion_indices=np.arange(12) if motion_indices is None else motion_indices,
+        smiling=np.zeros(12, bool) if smiling is None else smiling,
         K=torch.eye(3),
         resolution=16,
         background=torch.zeros(16, 16, 3),
@@ -266,10 +266,21 @@ def test_each_motion_predictor_learns_from_batches_of_its_own():
 def test_the_mouth_motion_learns_only_from_the_frames_that_do_not_smile():
     model = make_head(100)
     settings = replace(TINY, silence_probability=0.0, audio_augmentation=0.0, phone_dropout=0.0)
-    step = _step(model, settings, motion_indices=np.arange(6))
+    step = _step(model, settings, smiling=np.arange(12) >= 6)
     step.data.motion_targets[6:12] = float("nan")  # the smiling frames' targets: read, they poison the loss
     for seed in range(5):
         assert torch.isfinite(step.mouth_motion(torch.Generator().manual_seed(seed)))
     everything = _step(model, settings)
     everything.data.motion_targets[6:12] = float("nan")
     assert not torch.isfinite(everything.mouth_motion(torch.Generator().manual_seed(0)))
+
+
+def test_a_smiling_frame_is_always_rendered_with_its_tracked_motion():
+    model = make_head(100)
+    settings = replace(TINY, tracked_motion=0.0, view_swap=0.0)
+    step = _step(model, settings, smiling=np.arange(12) == 3)
+    for seed in range(4):
+        generator = torch.Generator().manual_seed(seed)
+        smiling = step.conditions(_target(3), Stage.AUDIO, generator)
+        torch.testing.assert_close(smiling.motion, step.data.motion_targets[3][None])
+        assert step.conditions(_target(4), Stage.AUDIO, generator).motion is None

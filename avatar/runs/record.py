@@ -67,7 +67,7 @@ class FitSummary(Record):
     """`fit_summary.json`: what a finished `avatar fit` reports."""
 
     FORMAT: ClassVar[str] = "splat-avatar-fit-summary"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     VERSION_FIX: ClassVar[str] = _FIT_AGAIN
 
     run: Path
@@ -80,3 +80,5 @@ class FitSummary(Record):
     rasterizer: str
     rasterizer_note: str | None  # why our CUDA kernels did not rasterize, when they did not
     hash_grid: str  # the hash-grid module's class
+    motion_frames: int  # training frames the mouth motion learned from
+    smiling_frames: int  # training frames left out of it as smiles (avatar/face/smiles.py)

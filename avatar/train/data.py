@@ -24,7 +24,7 @@ class TrainingData:
     val: TrainingFrames | None  # a spread of the held-out frames, None when the dataset holds none out
     signals: ClipSignals  # every frame's audio (lined up with the mouth), eye openness and pose
     motion_targets: Tensor  # [F + 1, J, 3] tracked mouth and jaw motion of every frame, then at rest
-    motion_indices: np.ndarray  # [M] the training frames the mouth motion learns from: those not smiling
+    smiling: np.ndarray  # [F] bool, the frames that smile (avatar/face/smiles.py)
     K: Tensor  # [3, 3] camera of the rendered head window
     resolution: int
     background: Tensor  # [R, R, 3] the background plate's head window
@@ -32,6 +32,11 @@ class TrainingData:
     @property
     def train_indices(self) -> np.ndarray:
         return self.frames.indices
+
+    @property
+    def motion_indices(self) -> np.ndarray:
+        """[M] the training frames the mouth motion learns from: those that do not smile."""
+        return self.train_indices[~self.smiling[self.train_indices]]
 
 
 def prepare_training_data(
@@ -48,13 +53,12 @@ def prepare_training_data(
     targets = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
     log_mel = np.asarray(signals.audio)[..., : run.audio_features.n_mels]
     rest = rest_motion(targets, speech_loudness(log_mel), frames.indices)
-    smiling = smiling_frames(mouth_width(dataset.tracking.landmarks), frames.indices)
     return TrainingData(
         frames=frames,
         val=val,
         signals=signals,
         motion_targets=torch.from_numpy(np.concatenate([targets, rest[None]])).to(device),
-        motion_indices=frames.indices[~smiling[frames.indices]],
+        smiling=smiling_frames(mouth_width(dataset.tracking.landmarks), frames.indices),
         K=torch.as_tensor(run.K_window, dtype=torch.float32, device=device),
         resolution=run.resolution,
         background=frames.background.to(device),

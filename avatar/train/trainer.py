@@ -221,7 +221,7 @@ class FitRun:
         if data.val is not None and math.isnan(val_psnr):  # resumed after the last step
             val_psnr = validation_psnr(state.model, data, settings.stage(total - 1), self.backend)
         self._fit_torso(state, data, settings, total)
-        summary = self._summary(record, state, total, time.perf_counter() - clock, val_psnr)
+        summary = self._summary(record, state, data, total, time.perf_counter() - clock, val_psnr)
         summary.write(self.layout.summary)
         return summary
 
@@ -262,7 +262,13 @@ class FitRun:
         return terms, loss
 
     def _summary(
-        self, record: RunRecord, state: TrainingState, steps: int, seconds: float, val_psnr: float
+        self,
+        record: RunRecord,
+        state: TrainingState,
+        data: TrainingData,
+        steps: int,
+        seconds: float,
+        val_psnr: float,
     ) -> FitSummary:
         return FitSummary(
             run=self.layout.root,
@@ -275,6 +281,8 @@ class FitRun:
             rasterizer=self.backend,
             rasterizer_note=self.backend_note,
             hash_grid=type(state.model.deformation.hash_grid).__name__,
+            motion_frames=len(data.motion_indices),
+            smiling_frames=len(data.train_indices) - len(data.motion_indices),
         )
 
 
