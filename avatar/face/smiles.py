@@ -12,8 +12,9 @@ rendered (tiny preset), the Spanish avatar's LJ001 went from 0.24 to 0.53 and ob
 its closures now close, though its open vowels open little.
 
 `smiling_frames` finds them from the mouth's width (`mouth_width`): more than `threshold` standard deviations
-above its median over the clip's training frames. The fit leaves them out of the mouth-motion loss only; they
-are still rendered with their tracked motion, so the head still learns how the smile looks.
+above its median over the clip's training frames. The fit leaves them out of the mouth-motion loss and always
+renders them with their tracked motion, so that the image loss does not teach the audio's prediction the smile
+either, while the head still learns how the smile looks.
 """
 
 from __future__ import annotations

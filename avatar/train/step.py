@@ -54,9 +54,10 @@ class TrainStep:
     def conditions(self, target: TargetFrame, stage: Stage, generator: torch.Generator) -> FrameConditions:
         """The target frame's conditions; once deforming, its audio augmented, with probability
         `settings.tracked_motion` its tracked mouth motion in place of the audio's prediction (the appearance
-        then learns from true mouth shapes; a frame that smiles always shows it, so that the image loss does not
-        teach the audio's prediction the smile either: avatar/face/smiles.py) and, with probability `settings.view_swap`, another frame's
-        viewpoint, so that the view token cannot tell the model which frame (and mouth) this is."""
+        then learns from true mouth shapes; a frame that smiles always shows it, so that the image loss does
+        not teach the audio's prediction the smile: avatar/face/smiles.py) and, with probability
+        `settings.view_swap`, another frame's viewpoint, so that the view token cannot tell the model which
+        frame (and mouth) this is."""
         signals, window, device = self.data.signals, self.model.window, target.image.device
         conditions = signals.conditions([target.index], window=window, device=device)
         if not stage.deforms:
@@ -76,10 +77,10 @@ class TrainStep:
 
     def mouth_motion(self, generator: torch.Generator) -> Tensor:
         """The mouth motion predicted from the audio of `settings.motion_batch` random training frames that do
-        not smile (`TrainingData.motion_indices`) against the tracked motion, for each of the field's motion predictors on batches of its own (the mean of their
-        losses); a fraction `settings.silence_probability` hear silence and must show the mouth at rest; plus
-        `settings.lip_gap_weight` times the inner lips' gap error (`lip_gap_loss`). Every stage trains it; it
-        needs no rendering."""
+        not smile (`TrainingData.motion_indices`) against the tracked motion, for each of the field's motion
+        predictors on batches of its own (the mean of their losses); a fraction `settings.silence_probability`
+        hear silence and must show the mouth at rest; plus `settings.lip_gap_weight` times the inner lips' gap
+        error (`lip_gap_loss`). Every stage trains it; it needs no rendering."""
         settings, data, deformation = self.settings, self.data, self.model.deformation
         device = data.motion_targets.device
         if settings.motion_weight == 0 or not deformation.audio_enabled:
