@@ -339,7 +339,6 @@ def test_the_opening_transfer_is_measured_once_and_corrects_the_gain(sample_runs
     assert again.articulation_gain(signals) == pytest.approx(uncorrected * transfer.correction)
 
 
-@pytest.mark.slow
 def _new_audio_motion(fitted, clip, audio_path: Path, phones: bool) -> np.ndarray:
     """The motion of a driven clip's audio predicted with or without its phones, as a render smooths it."""
     config, fps = fitted.record.audio_features, fitted.dataset.fps
@@ -349,6 +348,7 @@ def _new_audio_motion(fitted, clip, audio_path: Path, phones: bool) -> np.ndarra
     return clip_motion(fitted.driver.model, replace(clip.signals, audio=features, motion=None), fps)
 
 
+@pytest.mark.slow
 def test_the_phone_check_is_kept_and_a_failed_one_silences_the_captures_phones_and_halves_new_audios(
     sample_runs, tmp_path, monkeypatch
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class TrainingData:
     def train_indices(self) -> np.ndarray:
         return self.frames.indices
 
-    @property
+    @cached_property
     def motion_indices(self) -> np.ndarray:
         """[M] the training frames the mouth motion learns from: those that do not smile."""
         return self.train_indices[~self.smiling[self.train_indices]]

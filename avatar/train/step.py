@@ -87,8 +87,8 @@ class TrainStep:
             return torch.zeros((), device=device)
         members = len(deformation.motion_predictors)
         batch = settings.motion_batch
-        picks = torch.randint(len(data.motion_indices), (members * batch,), generator=generator).numpy()
-        indices = data.motion_indices[picks]
+        frames = data.motion_indices
+        indices = frames[torch.randint(len(frames), (members * batch,), generator=generator).numpy()]
         audio = self._augmented(
             data.signals.conditions(indices, window=self.model.window, device=device).audio, generator
         )
