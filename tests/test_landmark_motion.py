@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from avatar.model.landmark_motion import (
     mouth_motion_targets,
     rest_motion,
     skin_offsets,
+    tracked_positions,
 )
 
 K = np.array([[500.0, 0, 256], [0, 500.0, 256], [0, 0, 1]])
@@ -44,6 +46,25 @@ def test_displacements_recover_an_image_plane_motion_of_the_lips():
     displacements = landmark_displacements(landmarks, rotations, translations, K, canonical)
     assert displacements.shape == (2, len(MOUTH_AND_JAW), 3)
     np.testing.assert_allclose(displacements, expected, atol=2e-5)  # 2e-5 m: first order in 4 mm / 0.5 m
+
+
+def test_tracked_positions_are_the_canonical_face_moved_by_the_tracking():
+    rng = np.random.default_rng(1)
+    canonical = rng.normal(scale=0.05, size=(478, 3))
+    rotation = Rotation.from_euler("xyz", [0.05, 0.25, -0.1]).as_matrix()
+    translation = np.array([0.01, 0.02, 0.55])
+    moved = canonical.copy()
+    moved[14] += rotation.T @ np.array([0.0, 0.005, 0.0])  # the inner lower lip drops 5 mm in the image
+    landmarks = np.zeros((1, 478, 3))
+    landmarks[0, :, :2] = _project(moved, rotation, translation)
+    tracking = SimpleNamespace(
+        landmarks=landmarks, rotations=rotation[None], translations=translation[None], intrinsics=K,
+        canonical_landmarks=canonical,
+    )  # fmt: skip
+    positions = tracked_positions(tracking, (13, 14))
+    assert positions.shape == (1, 2, 3)
+    np.testing.assert_allclose(positions[0, 0], canonical[13], atol=1e-6)
+    np.testing.assert_allclose(positions[0, 1], moved[14], atol=3e-5)
 
 
 def test_skinning_moves_gaussians_with_their_landmarks_and_leaves_far_ones():

@@ -2,39 +2,59 @@ from __future__ import annotations
 
 import numpy as np
 
-from avatar.face.landmarks import EYE_OUTER_CORNERS, NUM_LANDMARKS
-from avatar.face.smiles import MOUTH_OUTER_CORNERS, mouth_width, smiling_frames
+from avatar.face.smiles import SMILE_LANDMARKS, smile_score, smiling_frames
 
 
-def _faces(mouth_widths: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """[F] mouth widths (eye distance 1) -> [F, 478, 3] landmarks with those mouth and eye corners."""
-    landmarks = np.zeros((len(mouth_widths), NUM_LANDMARKS, 3))
-    landmarks[:, EYE_OUTER_CORNERS[0], 0], landmarks[:, EYE_OUTER_CORNERS[1], 0] = -0.5, 0.5
-    landmarks[:, MOUTH_OUTER_CORNERS[0], :2] = np.stack([-mouth_widths / 2, np.full_like(mouth_widths, 1)], 1)
-    landmarks[:, MOUTH_OUTER_CORNERS[1], :2] = np.stack([mouth_widths / 2, np.full_like(mouth_widths, 1)], 1)
-    return landmarks * scale
+def _mouths(gap: np.ndarray, width: np.ndarray, lift: np.ndarray) -> np.ndarray:
+    """[F] inner-lip gaps, mouth widths and corner lifts -> [F, 5, 3] `SMILE_LANDMARKS` (head frame, y down)."""
+    points = np.zeros((len(gap), len(SMILE_LANDMARKS), 3))
+    points[:, 0, 0], points[:, 1, 0] = -width / 2, width / 2
+    points[:, 0, 1] = points[:, 1, 1] = 0.01 - lift  # the corners, below the top of the upper lip
+    points[:, 3, 1] = 0.005 - gap / 2  # inner upper lip
+    points[:, 4, 1] = 0.005 + gap / 2  # inner lower lip
+    return points
 
 
-def test_the_mouth_width_is_over_the_eye_distance_so_the_heads_distance_does_not_change_it():
-    widths = np.array([0.6, 0.7, 0.9])
-    np.testing.assert_allclose(mouth_width(_faces(widths)), widths)
-    np.testing.assert_allclose(mouth_width(_faces(widths, scale=3.7)), widths)
+def _talking(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A talking mouth: opening widens it (and lowers its corners a little), plus a little of each on its own."""
+    gap = np.abs(0.008 * rng.standard_normal(count))
+    width = 0.05 + 0.6 * gap + 0.0005 * rng.standard_normal(count)
+    lift = -0.02 * gap + 0.0005 * rng.standard_normal(count)
+    return gap, width, lift
 
 
-def test_widened_mouths_are_smiles_and_speech_around_the_usual_width_is_not():
+def test_the_widest_openings_of_speech_are_not_smiles_and_a_held_smile_is():
     rng = np.random.default_rng(0)
-    widths = 0.7 + 0.02 * rng.standard_normal(200)  # talking: the width varies a little
-    widths[120:150] += 0.15  # a smile held for 30 frames
-    smiling = smiling_frames(mouth_width(_faces(widths)), np.arange(200))
-    assert smiling[120:150].all()
-    assert smiling[:120].mean() < 0.1 and smiling[150:].mean() < 0.1
-    narrower = widths.copy()
-    narrower[120:150] -= 0.3  # pursed lips are not a smile
-    assert not smiling_frames(narrower, np.arange(200))[120:150].any()
+    gap, width, lift = _talking(rng, 300)
+    width[200:230] += 0.006  # a smile held for 30 frames: the corners out and up, whatever the lips say
+    lift[200:230] += 0.004
+    frames = np.arange(300)
+    smiling = smiling_frames(smile_score(_mouths(gap, width, lift), frames), frames)
+    assert smiling[200:230].all()
+    widest = np.argsort(np.where(np.arange(300) < 200, gap, -1.0))[-20:]  # of the frames that do not smile
+    assert smiling[widest].mean() < 0.2
+    # the width alone would take the widest openings for smiles
+    by_width = smiling_frames(width, frames)
+    assert by_width[widest].mean() > 0.8
 
 
-def test_the_median_and_spread_come_from_the_frames_given_and_a_still_mouth_smiles_nowhere():
-    widths = np.r_[np.full(50, 0.7), np.linspace(0.7, 1.0, 50)]
-    assert smiling_frames(widths, np.arange(50)).sum() == 0  # the first 50 do not vary
-    assert smiling_frames(widths, np.arange(100))[-10:].all()
-    assert not smiling_frames(np.full(30, 0.7), np.arange(30)).any()
+def test_narrowed_or_lowered_corners_are_not_smiles():
+    rng = np.random.default_rng(1)
+    gap, width, lift = _talking(rng, 300)
+    width[100:130] -= 0.006  # pursed lips
+    lift[150:180] -= 0.004  # a frown
+    frames = np.arange(300)
+    smiling = smiling_frames(smile_score(_mouths(gap, width, lift), frames), frames)
+    assert not smiling[100:130].any() and not smiling[150:180].any()
+
+
+def test_the_fit_and_spread_come_from_the_frames_given_and_a_still_mouth_smiles_nowhere():
+    rng = np.random.default_rng(2)
+    gap, width, lift = _talking(rng, 200)
+    width[150:], lift[150:] = width[150:] + 0.01, lift[150:] + 0.01  # smiling after frame 150
+    points = _mouths(gap, width, lift)
+    first = np.arange(150)
+    assert smiling_frames(smile_score(points, first), first)[150:].all()
+    still = _mouths(np.zeros(30), np.full(30, 0.05), np.zeros(30))
+    assert not smile_score(still, np.arange(30)).any()
+    assert not smiling_frames(smile_score(still, np.arange(30)), np.arange(30)).any()

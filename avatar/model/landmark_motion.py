@@ -71,7 +71,18 @@ def landmark_displacements(
 def tracked_motion(tracking: Tracking, indices: tuple[int, ...]) -> np.ndarray:
     """[F, J, 3] the articulation of landmarks `indices` in every frame of a capture: `mouth_motion_targets` of
     their `landmark_displacements`, head frame, metres."""
-    displacements = landmark_displacements(
+    return mouth_motion_targets(_tracked_displacements(tracking, indices))
+
+
+def tracked_positions(tracking: Tracking, indices: tuple[int, ...]) -> np.ndarray:
+    """[F, J, 3] where landmarks `indices` are in every frame of a capture: the canonical face plus their
+    `landmark_displacements`, head frame, metres."""
+    canonical = tracking.canonical_landmarks[list(indices)].astype(np.float32)
+    return canonical[None] + _tracked_displacements(tracking, indices)
+
+
+def _tracked_displacements(tracking: Tracking, indices: tuple[int, ...]) -> np.ndarray:
+    return landmark_displacements(
         tracking.landmarks,
         tracking.rotations,
         tracking.translations,
@@ -79,7 +90,6 @@ def tracked_motion(tracking: Tracking, indices: tuple[int, ...]) -> np.ndarray:
         tracking.canonical_landmarks,
         indices,
     )
-    return mouth_motion_targets(displacements)
 
 
 def mouth_motion_targets(displacements: np.ndarray, drift_frames: int = 251) -> np.ndarray:

@@ -12,8 +12,8 @@ from torch import Tensor
 from avatar.audio.sync import speech_loudness
 from avatar.data.dataset import Dataset
 from avatar.face.landmarks import MOUTH_AND_JAW
-from avatar.face.smiles import mouth_width, smiling_frames
-from avatar.model.landmark_motion import rest_motion, tracked_motion
+from avatar.face.smiles import SMILE_LANDMARKS, smile_score, smiling_frames
+from avatar.model.landmark_motion import rest_motion, tracked_motion, tracked_positions
 from avatar.model.talking_head import ClipSignals
 from avatar.runs.record import RunRecord
 from avatar.train.frames import TrainingFrames
@@ -54,12 +54,13 @@ def prepare_training_data(
     targets = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
     log_mel = np.asarray(signals.audio)[..., : run.audio_features.n_mels]
     rest = rest_motion(targets, speech_loudness(log_mel), frames.indices)
+    smile_points = tracked_positions(dataset.tracking, SMILE_LANDMARKS)
     return TrainingData(
         frames=frames,
         val=val,
         signals=signals,
         motion_targets=torch.from_numpy(np.concatenate([targets, rest[None]])).to(device),
-        smiling=smiling_frames(mouth_width(dataset.tracking.landmarks), frames.indices),
+        smiling=smiling_frames(smile_score(smile_points, frames.indices), frames.indices),
         K=torch.as_tensor(run.K_window, dtype=torch.float32, device=device),
         resolution=run.resolution,
         background=frames.background.to(device),
