@@ -339,6 +339,13 @@ def test_the_opening_transfer_is_measured_once_and_corrects_the_gain(sample_runs
     assert again.articulation_gain(signals) == pytest.approx(uncorrected * transfer.correction)
 
 
+def _capture_motion(fitted, phones: bool) -> np.ndarray:
+    """The motion of the capture's own audio predicted with or without its phones, as a render smooths it."""
+    speech = fitted.dataset.speech if phones else AlignedSpeech(None, "the voice alone")
+    signals = fitted.record.capture_signals(fitted.dataset, speech=speech)
+    return clip_motion(fitted.driver.model, signals, fitted.dataset.fps)
+
+
 def _new_audio_motion(fitted, clip, audio_path: Path, phones: bool) -> np.ndarray:
     """The motion of a driven clip's audio predicted with or without its phones, as a render smooths it."""
     config, fps = fitted.record.audio_features, fitted.dataset.fps
@@ -379,6 +386,7 @@ def test_the_phone_check_is_kept_and_a_failed_one_silences_the_captures_phones_a
         capture_phones = np.asarray(again.capture_signals().audio)[..., n_mels:]
         clip = drive_with_audio(again, speech)
         assert capture_phones.any() == heard and np.asarray(clip.signals.audio)[..., n_mels:].any() == heard
+        np.testing.assert_allclose(again.capture_driving().motion, _capture_motion(again, heard), atol=1e-6)
         assert clip.speech.phones  # still there to score the render
 
         # new audio's mouth: from its phones where the check passed, else half from them, half from the voice
@@ -395,3 +403,14 @@ def test_the_phone_check_is_kept_and_a_failed_one_silences_the_captures_phones_a
         assert (result.phones_note is None) == heard
         if not heard:
             assert "the capture's are off" in result.phones_note and "0.20" in result.phones_note
+
+    # the voice alone better, by less than the margin: the capture's own mouth moves half by each, and the rest
+    # of the model and new audio still hear the phones
+    PhoneCheck(fitted.step, 50, 0.7, 0.78).write(run / "phone_check.json")
+    between = load_fitted(run, device="cpu", backend="torch")
+    driving = between.capture_driving()
+    with_phones, voice_alone = _capture_motion(between, True), _capture_motion(between, False)
+    np.testing.assert_allclose(driving.motion, 0.5 * (with_phones + voice_alone), atol=1e-6)
+    assert np.abs(with_phones - voice_alone).max() > 1e-4
+    assert between.uses_phones and np.asarray(driving.audio)[..., n_mels:].any()
+    assert "half by them, half by the voice" in between.phone_check.summary()

@@ -9,6 +9,7 @@ import pytest
 
 from avatar.core.errors import AvatarError
 from avatar.drive.phone_check import (
+    HALF,
     MARGIN,
     MIN_FRAMES,
     PhoneCheck,
@@ -39,6 +40,20 @@ def test_the_phones_are_turned_off_only_when_the_voice_alone_is_clearly_better()
     assert _check(math.nan, 0.62).uses_phones and _check(0.3, math.nan).uses_phones
     assert "off" in _check(0.1, 0.8).summary() and "0.10" in _check(0.1, 0.8).summary()
     assert _check(0.8, 0.8).summary().startswith("phones: heard")
+
+
+def test_the_captures_own_mouth_moves_half_by_the_phones_where_the_voice_alone_is_better_by_less_than_the_margin():
+    assert _check(0.84, 0.80).capture_phone_weight == 1.0  # the phones at least as good
+    assert _check(0.8, 0.8).capture_phone_weight == 1.0
+    assert _check(0.71, 0.78).capture_phone_weight == HALF  # the Spanish capture
+    assert _check(0.81, 0.81 + MARGIN - 0.01).capture_phone_weight == HALF
+    assert _check(0.48, 0.82).capture_phone_weight == 0.0  # off
+    assert _check(0.71, 0.78, frames=MIN_FRAMES - 1).capture_phone_weight == 1.0  # too few frames to judge
+    assert (
+        _check(math.nan, 0.62).capture_phone_weight == 1.0
+        and _check(0.3, math.nan).capture_phone_weight == 1.0
+    )
+    assert "half" in _check(0.71, 0.78).summary() and "half" not in _check(0.8, 0.7).summary()
 
 
 def test_inner_lip_gap_is_how_far_the_facing_inner_lips_move_apart():

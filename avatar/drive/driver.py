@@ -298,6 +298,26 @@ class FittedHead:
         and smoothed over time (`avatar.drive.articulation.clip_motion`)."""
         return replace(signals, motion=clip_motion(self.driver.model, signals, self.dataset.fps))
 
+    def capture_driving(self) -> ClipSignals:
+        """The capture's own signals (`capture_signals`) with the mouth motion they drive, as a render shows it:
+        predicted with the phones, with the voice alone, or the two mixed, as the phone check says
+        (`PhoneCheck.capture_phone_weight`)."""
+        signals = self.capture_signals()
+        weight = self.phone_check.capture_phone_weight if self.hears_phones else 1.0
+        if weight in (0.0, 1.0):
+            return self.with_predicted_motion(signals)
+        motion = weight * self._capture_motion(True) + (1 - weight) * self._capture_motion(False)
+        return replace(signals, motion=motion)
+
+    def _capture_motion(self, with_phones: bool) -> np.ndarray:
+        """[F, J, 3] the mouth motion of the capture's audio (`clip_motion`), with its phones or with the phone
+        channels zeroed (the voice alone)."""
+        dataset = self.dataset
+        speech = dataset.speech if with_phones else AlignedSpeech(None, "the phone check's voice alone")
+        return clip_motion(
+            self.driver.model, self.record.capture_signals(dataset, speech=speech), dataset.fps
+        )
+
     def capture_signals(self) -> ClipSignals:
         """The capture's own driving signals, as the fit saw them (without phones where the phone check turned
         them off)."""
@@ -307,16 +327,10 @@ class FittedHead:
         """The motion path on the held-out frames, with the capture's phones and with zero phone channels."""
         dataset = self.dataset
         held_out = dataset.split.val[dataset.tracking.valid[dataset.split.val]]
-
-        def predicted_motion(with_phones: bool) -> np.ndarray:
-            speech = dataset.speech if with_phones else AlignedSpeech(None, "the phone check's voice alone")
-            signals = self.record.capture_signals(dataset, speech=speech)
-            return clip_motion(self.driver.model, signals, dataset.fps)
-
         if not self.hears_phones:  # nothing to turn off
             return PhoneCheck(self.step, 0, float("nan"), float("nan"))
         tracked = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
-        return measure_phone_check(predicted_motion, tracked, held_out, self.step)
+        return measure_phone_check(self._capture_motion, tracked, held_out, self.step)
 
     def composite(
         self,

@@ -218,7 +218,7 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
     if len(held_out) == 0:
         raise AvatarError("the dataset holds out no frames", path=dataset.root, fix="Capture a longer video")
     # the held-out frames' own audio, lined up with their mouths, driving the mouth as a render does
-    signals = fitted.with_predicted_motion(fitted.capture_signals())
+    signals = fitted.capture_driving()
     gain = fitted.articulation_gain(signals, held_out)  # as `avatar render` drives any audio
     viewmats = torch.from_numpy(tracking.viewmats).float()
     background = dataset.background()

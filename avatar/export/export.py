@@ -128,7 +128,7 @@ def _drive(fitted: FittedHead, config: ExportConfig) -> _Drive | None:
             path=fitted.dataset.root,
             fix="Pick tracked frames, or pass --audio to drive the avatar",
         )
-    signals = fitted.with_predicted_motion(fitted.capture_signals())
+    signals = fitted.capture_driving()
     gain = fitted.articulation_gain(signals)
     pose = fitted.avatar_pose
     head_poses = np.linalg.inv(pose)[None] @ tracking.viewmats
