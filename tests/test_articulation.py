@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -160,3 +162,24 @@ def test_the_gain_makes_good_what_the_smoothing_takes_off_the_amplitude():
     level = ArticulationLevel(rms=1.5 * heard, speech_loudness=0.0)
     expected = 1.5**confidence * heard / shown  # the prior applies to the clip, not to the filter
     assert articulation_gain(head, signals, level, fps) == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_gain_makes_good_in_full_what_a_mean_of_predictions_takes_off_the_amplitude():
+    head = _talking_head()
+    signals = _signals(np.full(60, 0.5))
+    fps = 10.0
+    rest = silence_motion(head, signals)
+    smoothed = clip_motion(head, signals, fps)
+    level = ArticulationLevel(rms=_driven_rms(head, signals, fps, np.arange(60)), speech_loudness=0.0)
+    plain = articulation_gain(head, signals, level, fps)
+    assert articulation_gain(head, replace(signals, motion=smoothed), level, fps) == pytest.approx(
+        plain, rel=1e-5
+    )
+    # shown half as far from rest (two predictions that partly cancel): twice the scale, like the smoothing's loss
+    halved = rest + 0.5 * (smoothed - rest)
+    assert plain * 2 < MAX_GAIN
+    assert articulation_gain(head, replace(signals, motion=halved), level, fps) == pytest.approx(
+        plain * 2, rel=1e-4
+    )
+    still = np.repeat(rest[None], 60, axis=0)
+    assert articulation_gain(head, replace(signals, motion=still), level, fps) == 1.0

@@ -149,8 +149,8 @@ def articulation_gain(
     frames: np.ndarray | None = None,
 ) -> float:
     """The mouth scale that gives the driving clip's `frames` (default all; `fps` frames a second), rendered with
-    its smoothed motion (`clip_motion`), the capture's articulation (module docstring); 1 when the clip has too
-    little speech to measure or the model does not move the mouth."""
+    its smoothed motion (`clip_motion`), or with `signals.motion` where given, the capture's articulation (module
+    docstring); 1 when the clip has too little speech to measure or the model does not move the mouth."""
     frames = np.arange(signals.audio.shape[0]) if frames is None else np.asarray(frames)
     log_mel = np.asarray(signals.audio[..., : model.config.n_mels], dtype=np.float32)
     speech = frames[speech_loudness(log_mel[frames]) >= level.speech_loudness]
@@ -162,6 +162,12 @@ def articulation_gain(
     shown = motion_rms(smoothed_over_time(predicted, fps)[speech], rest)
     if not (heard > 1e-6 and shown > 1e-6):
         return 1.0
+    if (
+        signals.motion is not None
+    ):  # what the render shows, e.g. the mean of two predictions, which moves less
+        shown = motion_rms(np.asarray(signals.motion)[speech], rest)
+        if not shown > 1e-6:
+            return 1.0
     confidence = len(speech) / (len(speech) + PRIOR_SECONDS * fps)
-    # the prior is about the clip's speech; what the smoothing takes off the amplitude is made good in full
+    # the prior is about the clip's speech; what the smoothing (or a mean) takes off the amplitude is made good in full
     return float(np.clip((level.rms / heard) ** confidence * (heard / shown), 1 / MAX_GAIN, MAX_GAIN))

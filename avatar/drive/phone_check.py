@@ -24,10 +24,11 @@ its checkpoint (`phone_check.json`).
 
 Between the two, where the voice alone predicts the held-out mouth better but by no more than `MARGIN`, the
 capture's own frames are driven by the mean of the two predictions (`PhoneCheck.capture_phone_weight`): the check
-cannot tell which is right, and the mean of two partly independent predictions errs less than either. Measured on
-`avatar eval`'s held-out frames of fits whose check fell there (tiny preset; phones -> the mean): a 20 s Spanish
-capture (0.71 / 0.78 in the check) 0.636 -> 0.740, phone_talker (0.78 / 0.87) 0.806 -> 0.804, Obama (0.84 / 0.87)
-0.857 -> 0.870.
+cannot tell which is right, and the mean of two partly independent predictions errs less than either (what the
+mean takes off the amplitude, the articulation gain makes good: avatar/drive/articulation.py). `avatar eval`'s
+held-out mouth-opening correlation of fits whose check fell there (tiny preset; phones -> the mean): a 20 s
+Spanish capture (0.71 / 0.78 in the check) 0.636 -> 0.747, phone_talker (0.78 / 0.87) 0.806 -> 0.805, Obama
+(0.84 / 0.87) 0.857 -> 0.869.
 
 New audio is another matter: it may be in the capture's language, whose phones mislead, or in English, whose
 phones the fit still learned to follow. So on a run whose check failed, new audio's mouth motion is the mean of
