@@ -54,10 +54,12 @@ def _held_out_mouth_psnr(run: Path, *, silence: bool) -> float:
     """Mouth-region PSNR (dB) of the held-out frames rendered with their own audio, or hearing silence."""
     fitted = load_fitted(run, device="cpu", backend="torch")
     dataset, driver = fitted.dataset, fitted.driver
-    signals = fitted.capture_signals()
     if silence:
+        signals = fitted.capture_signals()
         signals = replace(signals, audio=torch.zeros_like(torch.as_tensor(signals.audio)))
-    signals = fitted.with_predicted_motion(signals)
+        signals = fitted.with_predicted_motion(signals)
+    else:
+        signals = fitted.capture_driving()
     gain = fitted.articulation_gain(signals, dataset.split.val)  # as `avatar eval` renders them
     squared, count = 0.0, 0.0
     for index in dataset.split.val.tolist():
