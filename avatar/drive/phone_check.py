@@ -63,9 +63,7 @@ from avatar.runs.checkpoint_measurement import cached_measurement
 
 MARGIN = 0.15  # how much better the voice alone must predict the held-out mouth to turn the phones off
 MIN_FRAMES = 20  # fewer held-out frames: not enough to judge, the phones stay on
-HALF = (
-    0.5  # the phones' share of the capture's own mouth motion when the voice alone is better by up to MARGIN
-)
+HALF = 0.5  # the phones' share of the capture's own mouth motion where the voice alone is better by <= MARGIN
 
 
 @dataclass(frozen=True)
