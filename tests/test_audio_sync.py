@@ -22,6 +22,22 @@ def test_offset_recovers_how_far_the_mouth_leads_the_audio(lead):
     np.testing.assert_allclose(shift_frames(loudness, offset)[10:-10], mouth[10:-10])
 
 
+def _held_open(values: np.ndarray, release: float) -> np.ndarray:
+    """A mouth that opens with its sound at once and closes slowly: each frame at least `release` of the last."""
+    held = values.copy()
+    for index in range(1, len(held)):
+        held[index] = max(held[index], release * held[index - 1])
+    return held
+
+
+@pytest.mark.parametrize("lead", [0, 3, 6])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_mouth_held_open_after_its_sound_does_not_pull_the_offset_early(lead, seed):
+    loudness = _syllables(600, seed)
+    mouth = _held_open(shift_frames(loudness, lead), release=0.9)
+    assert audio_offset_frames(mouth, loudness)[0] == lead
+
+
 def test_unrelated_or_flat_signals_give_no_offset():
     mouth = _syllables(2000, 1)
     offset, correlation = audio_offset_frames(mouth, -mouth)
