@@ -302,12 +302,11 @@ class FittedHead:
         """The capture's own signals (`capture_signals`) with the mouth motion they drive, as a render shows it:
         predicted with the phones, with the voice alone, or the two mixed, as the phone check says
         (`PhoneCheck.capture_phone_weight`)."""
-        signals = self.capture_signals()
+        signals = self.with_predicted_motion(self.capture_signals())
         weight = self.phone_check.capture_phone_weight if self.hears_phones else 1.0
-        if weight in (0.0, 1.0):
-            return self.with_predicted_motion(signals)
-        motion = weight * self._capture_motion(True) + (1 - weight) * self._capture_motion(False)
-        return replace(signals, motion=motion)
+        if weight in (0.0, 1.0):  # the signals hear the phones, or the voice alone, already
+            return signals
+        return replace(signals, motion=weight * signals.motion + (1 - weight) * self._capture_motion(False))
 
     def _capture_motion(self, with_phones: bool) -> np.ndarray:
         """[F, J, 3] the mouth motion of the capture's audio (`clip_motion`), with its phones or with the phone
