@@ -134,9 +134,11 @@ def _lip_sync_line(name: str, summary) -> str:
     spread = (
         "" if summary.spread_ratio is None else f", mouth spread {summary.spread_ratio:.2f} x the real one"
     )
+    from avatar.eval.lip_sync import auc_text
+
     return (
-        f"  {name}: viseme AUC {summary.auc_lag0:.3f} at lag 0, {summary.auc_best_lag:.3f} at lag "
-        f"{summary.best_lag:+d} ({summary.open_frames} open-vowel, {summary.closed_frames} closure frames){spread}"
+        f"  {name}: {auc_text(summary.auc_lag0, summary.auc_best_lag, summary.best_lag)} "
+        f"({summary.open_frames} open-vowel, {summary.closed_frames} closure frames){spread}"
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from avatar.audio.phones import AlignedSpeech, align_speech
 from avatar.cli import main
 from avatar.eval.evaluate import DrivenEvalMetrics, EvalConfig, evaluate
-from avatar.eval.lip_sync import score
+from avatar.eval.lip_sync import auc_text, lip_sync_plot, score
 from avatar.media.audio_io import load_audio, save_wav
 from avatar.metrics.lipsync import lip_sync_score
 
@@ -30,6 +30,21 @@ def test_phones_are_counted_from_the_first_frame():
     speech = AlignedSpeech((PhoneSegment("AA", 2.0, 2.2), PhoneSegment("M", 2.2, 2.3)), None)
     shifted = speech.from_frame(50, 25.0)
     assert shifted[0].start_s == pytest.approx(0.0) and shifted[1].end_s == pytest.approx(0.3)
+
+
+def test_a_score_without_closure_frames_says_so_instead_of_nan(tmp_path):
+    from avatar.audio.phones import PhoneSegment
+
+    opening = np.r_[np.zeros(10), np.ones(10), np.zeros(30)]
+    vowel_only = lip_sync_score(opening, [PhoneSegment("AA", 0.4, 0.8)], 25.0)  # as 2 s of held-out speech
+    text = auc_text(vowel_only.auc_lag0, vowel_only.auc_best_lag, vowel_only.best_lag)
+    assert text == "no viseme AUC: it needs both open-vowel and closure frames"
+    lip_sync_plot(tmp_path / "lip.png", vowel_only, 25.0, "held-out")
+    assert (tmp_path / "lip.png").stat().st_size > 0
+
+    both = lip_sync_score(opening, [PhoneSegment("M", 0.0, 0.4), PhoneSegment("AA", 0.4, 0.8)], 25.0)
+    text = auc_text(both.auc_lag0, both.auc_best_lag, both.best_lag)
+    assert text == "viseme AUC 1.000 at lag 0, 1.000 at lag +0"
 
 
 @pytest.mark.slow

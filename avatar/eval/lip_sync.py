@@ -51,6 +51,14 @@ def score(
     return lip_sync_score(opening, speech.from_frame(first_frame, fps), fps)
 
 
+def auc_text(auc_lag0: float, auc_best_lag: float, best_lag: int, *, digits: int = 3) -> str:
+    """The AUCs of a lip-sync score in words: "viseme AUC 0.912 at lag 0, 0.950 at lag +1", or why there is
+    none (a score needs open-vowel and closure frames, which two seconds of held-out speech may lack)."""
+    if math.isnan(auc_best_lag):  # a group was empty at every lag
+        return "no viseme AUC: it needs both open-vowel and closure frames"
+    return f"viseme AUC {auc_lag0:.{digits}f} at lag 0, {auc_best_lag:.{digits}f} at lag {best_lag:+d}"
+
+
 def lip_sync_plot(path: Path, score: LipSyncScore, fps: float, title: str) -> None:
     """The mouth opening over time with the open vowels (+) and p/b/m closures (-) marked below it."""
     opening = score.mouth_opening
@@ -61,7 +69,7 @@ def lip_sync_plot(path: Path, score: LipSyncScore, fps: float, title: str) -> No
         path,
         {"mouth opening": opening, "open vowel (up) / p b m closure (down)": markers},
         x=np.arange(len(opening)) / fps,
-        title=f"{title}: viseme AUC {score.auc_lag0:.2f} at lag 0, {score.auc_best_lag:.2f} at {score.best_lag:+d}",
+        title=f"{title}: {auc_text(score.auc_lag0, score.auc_best_lag, score.best_lag, digits=2)}",
         xlabel="time (s)",
         ylabel="inner-lip gap / mouth width",
     )
