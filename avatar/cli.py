@@ -129,13 +129,13 @@ def _run_render(config) -> None:
 
 
 def _lip_sync_line(name: str, summary) -> str:
+    from avatar.eval.lip_sync import auc_text
+
     if summary is None:
         return f"  {name}: no lip-sync score"
     spread = (
         "" if summary.spread_ratio is None else f", mouth spread {summary.spread_ratio:.2f} x the real one"
     )
-    from avatar.eval.lip_sync import auc_text
-
     return (
         f"  {name}: {auc_text(summary.auc_lag0, summary.auc_best_lag, summary.best_lag)} "
         f"({summary.open_frames} open-vowel, {summary.closed_frames} closure frames){spread}"

@@ -159,14 +159,12 @@ def articulation_gain(
     predicted = frame_motion(model, signals)
     rest = silence_motion(model, signals)
     heard = motion_rms(predicted[speech], rest)
-    shown = motion_rms(smoothed_over_time(predicted, fps)[speech], rest)
+    # what the render shows: the smoothed prediction, or the given motion (e.g. the mean of two predictions,
+    # which moves less than either)
+    rendered = smoothed_over_time(predicted, fps) if signals.motion is None else np.asarray(signals.motion)
+    shown = motion_rms(rendered[speech], rest)
     if not (heard > 1e-6 and shown > 1e-6):
         return 1.0
-    if signals.motion is not None:
-        # what the render shows, e.g. the mean of two predictions, which moves less than either
-        shown = motion_rms(np.asarray(signals.motion)[speech], rest)
-        if not shown > 1e-6:
-            return 1.0
     confidence = len(speech) / (len(speech) + PRIOR_SECONDS * fps)
     # the prior is about the clip's speech; what the smoothing or a mean takes off the amplitude is made good in full
     return float(np.clip((level.rms / heard) ** confidence * (heard / shown), 1 / MAX_GAIN, MAX_GAIN))
