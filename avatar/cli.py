@@ -126,6 +126,8 @@ def _run_render(config) -> None:
     print(f"video: {result.video} ({result.frames} frames, {result.seconds_of_audio:.1f} s of audio)")
     if result.phones_note:
         print(f"  {result.phones_note}")
+    if result.mouth_note:
+        print(f"  {result.mouth_note}")
 
 
 def _lip_sync_line(name: str, summary) -> str:
@@ -155,6 +157,8 @@ def _run_eval(config) -> None:
             ),
             _lip_sync_line("the capture's own video", metrics.lip_sync_reference),
         ]
+        if metrics.phonetic is not None:
+            lines.append(f"  {metrics.phonetic.summary()}")
     else:
         lines = [
             f"held-out frames: {metrics.frames}",

@@ -22,15 +22,17 @@ import torch
 from avatar.audio.driving import driving_features
 from avatar.audio.features import audio_features_for_frames
 from avatar.audio.phones import AlignedSpeech
+from avatar.audio.sync import speech_loudness
 from avatar.cli import main
 from avatar.core.errors import AvatarError
 from avatar.data.dataset import Dataset
-from avatar.drive.articulation import articulation_gain, clip_motion
+from avatar.drive.articulation import articulation_gain, clip_motion, silence_motion
 from avatar.drive.blinks import eye_levels
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import load_fitted
 from avatar.drive.opening_transfer import MIN_MEASURED, OpeningTransfer
-from avatar.drive.phone_check import PhoneCheck
+from avatar.drive.phone_check import PhoneCheck, inner_lip_gap
+from avatar.drive.phonetic_mouth import FULL_SHARE, phone_opening, phonetic_motion
 from avatar.drive.video import RenderConfig, drive_with_audio, render_video
 from avatar.eval.evaluate import EvalMetrics
 from avatar.face.landmarks import MOUTH_AND_JAW, UPPER_EYELIDS
@@ -364,6 +366,8 @@ def test_the_phone_check_is_kept_and_a_failed_one_silences_the_captures_phones_a
     run = tmp_path / "run"
     shutil.copytree(sample_runs["audio"][0], run)
     (run / "phone_check.json").unlink(missing_ok=True)  # the fixture's eval made it already
+    # the learned mouth as it is, whether or not it follows the phones (the phonetic share has its own test)
+    monkeypatch.setattr("avatar.drive.phonetic_mouth.phonetic_share", lambda learned_auc: 0.0)
     fitted = load_fitted(run, device="cpu", backend="torch")
     check = fitted.phone_check
     val = fitted.dataset.split.val
@@ -416,3 +420,42 @@ def test_the_phone_check_is_kept_and_a_failed_one_silences_the_captures_phones_a
     assert np.abs(with_phones - voice_alone).max() > 1e-4
     assert between.uses_phones and np.asarray(driving.audio)[..., n_mels:].any()
     assert "half by them, half by the voice" in between.phone_check.summary()
+
+
+@pytest.mark.slow
+def test_new_audio_whose_learned_mouth_misses_its_phones_gets_the_phonetic_mouth(
+    sample_runs, tmp_path, monkeypatch
+):
+    run = sample_runs["audio"][0]
+    speech = tmp_path / "speech.wav"
+    save_wav(speech, synthesize_speech(3.0, 16000, seed=5).audio, 16000)
+    monkeypatch.setattr("avatar.drive.phonetic_mouth.phonetic_share", lambda learned_auc: 0.0)
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    learned = drive_with_audio(fitted, speech)
+    assert learned.phonetic is not None and learned.phonetic.share == 0.0
+
+    monkeypatch.setattr("avatar.drive.phonetic_mouth.phonetic_share", lambda learned_auc: FULL_SHARE)
+    clip = drive_with_audio(fitted, speech)
+    assert clip.phonetic.share == FULL_SHARE and clip.phonetic.learned_auc == learned.phonetic.learned_auc
+    # the person's opening, from the capture's tracked speech frames: one metre of gap per metre
+    person = fitted.mouth_opening
+    assert 0.5e-3 < person.gap_spread < 20e-3
+    assert inner_lip_gap(person.mode[None])[0] == pytest.approx(1.0, abs=1e-4)
+    signals = clip.signals
+    rest = silence_motion(fitted.driver.model, signals)
+    log_mel = np.asarray(signals.audio)[..., : fitted.record.audio_features.n_mels]
+    speech_frames = np.flatnonzero(speech_loudness(log_mel) >= fitted.articulation_level.speech_loudness)
+    assert 0 < len(speech_frames) < clip.count
+    opening = phone_opening(clip.speech.phones, clip.count, fitted.dataset.fps)
+    expected = (1 - FULL_SHARE) * np.asarray(learned.signals.motion) + FULL_SHARE * phonetic_motion(
+        opening, rest, person, speech_frames
+    )
+    np.testing.assert_allclose(signals.motion, expected, atol=1e-7)
+    # the phones' opening now shows in the mouth's gap
+    gap, learned_gap = (
+        inner_lip_gap(np.asarray(signals.motion)),
+        inner_lip_gap(np.asarray(learned.signals.motion)),
+    )
+    assert np.corrcoef(gap, opening)[0, 1] > np.corrcoef(learned_gap, opening)[0, 1]
+    result = render_video(RenderConfig(run=run, audio=speech, out=tmp_path / "clip.mp4", progress=False))
+    assert result.mouth_note == clip.phonetic.summary() and "50% phonetic" in result.mouth_note

@@ -19,7 +19,13 @@ from avatar.core.pinhole import resampled_intrinsics
 from avatar.data.avatar_frame import avatar_pose
 from avatar.data.dataset import Dataset
 from avatar.data.head_window import HeadWindow
-from avatar.drive.articulation import ArticulationLevel, articulation_gain, capture_level, clip_motion
+from avatar.drive.articulation import (
+    ArticulationLevel,
+    articulation_gain,
+    capture_level,
+    clip_motion,
+    silence_motion,
+)
 from avatar.drive.compositor import empty_base, head_over, to_uint8, torso_over_background
 from avatar.drive.opening_transfer import (
     OpeningTransfer,
@@ -28,6 +34,7 @@ from avatar.drive.opening_transfer import (
     measurement_frames,
 )
 from avatar.drive.phone_check import PhoneCheck, cached_phone_check, measure_phone_check
+from avatar.drive.phonetic_mouth import MouthOpening, PhoneticBlend, blend_phonetic
 from avatar.face.landmarks import MOUTH_AND_JAW
 from avatar.model.deformation import FrameConditions
 from avatar.model.gaussians import GaussianSet
@@ -223,14 +230,16 @@ class FittedHead:
         eye: np.ndarray,
         rotations: np.ndarray,
         translations: np.ndarray,
-    ) -> ClipSignals:
-        """The signals of new audio, with the mouth motion it drives, as a render shows it.
+    ) -> tuple[ClipSignals, PhoneticBlend | None]:
+        """The signals of new audio, with the mouth motion it drives, as a render shows it, and how much of that
+        motion is phonetic (None: the audio has no phones).
 
-        Where the phone check turned the capture's phones off, the motion is the mean of the motion predicted
-        with the audio's own phones and with its voice alone, and the rest of the model hears the voice alone.
-        The check says only that the capture's language misleads the phones. New audio may be in that language,
-        or in English, whose phones carry to the mouth; the mean scored at most 0.07 below the better of the two
-        in either case, and above the worse (avatar/drive/phone_check.py).
+        Where the phone check turned the capture's phones off, the learned motion is the mean of the motion
+        predicted with the audio's own phones and with its voice alone, and the rest of the model hears the voice
+        alone. The check says only that the capture's language misleads the phones. New audio may be in that
+        language, or in English, whose phones carry to the mouth; the mean scored at most 0.07 below the better
+        of the two in either case, and above the worse (avatar/drive/phone_check.py). Where the learned motion
+        does not follow the audio's phones, a share of it is the phonetic mouth (avatar/drive/phonetic_mouth.py).
 
         Args:
             windows: [F, steps, n_mels] the audio's log-mel windows (`audio_features_for_frames`)
@@ -249,16 +258,49 @@ class FittedHead:
         motion = clip_motion(model, signals, fps)
         if self.hears_phones and not self.uses_phones and speech.phones is not None:
             motion = 0.5 * (motion + clip_motion(model, signals_hearing(speech), fps))
-        return replace(signals, motion=motion)
+        if speech.phones is None:
+            return replace(signals, motion=motion), None
+        motion, blend = blend_phonetic(
+            motion,
+            speech.phones,
+            fps,
+            silence_motion(model, signals),
+            self.mouth_opening,
+            self._speech_frames(signals),
+        )
+        return replace(signals, motion=motion), blend
+
+    def _speech_frames(self, signals: ClipSignals) -> np.ndarray:
+        """[S] the frames of `signals` loud enough to be speech on the capture's scale (`ArticulationLevel`)."""
+        log_mel = np.asarray(signals.audio)[..., : self.record.audio_features.n_mels]
+        return np.flatnonzero(speech_loudness(log_mel) >= self.articulation_level.speech_loudness)
 
     @cached_property
     def articulation_level(self) -> ArticulationLevel:
         """The capture's articulation amplitude, which driven clips are matched to (avatar/drive/articulation.py)."""
-        tracking, train = self.dataset.tracking, self.dataset.split.train
-        tracked = tracked_motion(tracking, MOUTH_AND_JAW)
-        log_mel = np.asarray(self.record.capture_signals(self.dataset, speech=None).audio)
-        loudness = speech_loudness(log_mel[..., : self.record.audio_features.n_mels])
+        train = self.dataset.split.train
+        tracked = self._tracked_mouth
+        loudness = self._capture_loudness
         return capture_level(tracked, rest_motion(tracked, loudness, train), loudness, train)
+
+    @cached_property
+    def mouth_opening(self) -> MouthOpening:
+        """How the person's mouth opens over the capture's training frames with speech
+        (avatar/drive/phonetic_mouth.py)."""
+        train = self.dataset.split.train
+        speech = train[self._capture_loudness[train] >= self.articulation_level.speech_loudness]
+        return MouthOpening.from_tracking(self._tracked_mouth, speech)
+
+    @cached_property
+    def _tracked_mouth(self) -> np.ndarray:
+        """[F, J, 3] the capture's tracked mouth motion (`MOUTH_AND_JAW` rows)."""
+        return tracked_motion(self.dataset.tracking, MOUTH_AND_JAW)
+
+    @cached_property
+    def _capture_loudness(self) -> np.ndarray:
+        """[F] the loudness of the capture's audio lined up with its frames (`speech_loudness`)."""
+        log_mel = np.asarray(self.record.capture_signals(self.dataset, speech=None).audio)
+        return speech_loudness(log_mel[..., : self.record.audio_features.n_mels])
 
     @cached_property
     def opening_transfer(self) -> OpeningTransfer:
@@ -282,7 +324,7 @@ class FittedHead:
 
         train = dataset.split.train
         frames = measurement_frames(train[dataset.tracking.valid[train]])
-        tracked = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
+        tracked = self._tracked_mouth
         return measure_opening_transfer(render, conditions, dataset.frame, tracked, frames, self.step)
 
     def articulation_gain(self, signals: ClipSignals, frames: np.ndarray | None = None) -> float:
@@ -328,7 +370,7 @@ class FittedHead:
         held_out = dataset.split.val[dataset.tracking.valid[dataset.split.val]]
         if not self.hears_phones:  # nothing to turn off
             return PhoneCheck(self.step, 0, float("nan"), float("nan"))
-        tracked = tracked_motion(dataset.tracking, MOUTH_AND_JAW)
+        tracked = self._tracked_mouth
         return measure_phone_check(self._capture_motion, tracked, held_out, self.step)
 
     def composite(

@@ -26,6 +26,7 @@ from avatar.drive.blinks import BlinkMode, eye_signal
 from avatar.drive.camera_path import CameraPath, orbit_cameras, parse_orbit, path_cameras
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import FittedHead, load_fitted
+from avatar.drive.phonetic_mouth import PhoneticBlend
 from avatar.media.audio_io import load_audio
 from avatar.media.images import write_png
 from avatar.media.video_writer import VIDEO_FORMATS, VideoWriter, video_format
@@ -88,6 +89,9 @@ class RenderResult:
     frames: int
     seconds_of_audio: float
     phones_note: str | None = None  # how the phones drove the mouth, where the phone check turned them off
+    mouth_note: str | None = (
+        None  # how much of the mouth is phonetic (`PhoneticBlend.summary`); None: no phones
+    )
 
 
 @dataclass
@@ -104,6 +108,7 @@ class DrivenClip:
     view: RenderView  # the cameras, where the head is rendered and what is behind it
     mouth_scale: float = 1.0  # the user's, times `articulation_gain` when rendered
     articulation_gain: float = 1.0  # brings the clip's articulation to the capture's (drive/articulation.py)
+    phonetic: PhoneticBlend | None = None  # how much of the mouth is phonetic (drive/phonetic_mouth.py)
 
     @property
     def count(self) -> int:
@@ -221,10 +226,20 @@ def drive_with_audio(
     viewmats = view.cameras @ head_poses
     windows = audio_features_for_frames(audio, count, fps, feature_config)
     # the view token sees this camera
-    signals = fitted.new_audio_signals(windows, heard, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])
+    signals, phonetic = fitted.new_audio_signals(windows, heard, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])
     gain = fitted.articulation_gain(signals) if match_amplitude else 1.0
     return DrivenClip(
-        fitted, audio, feature_config.sample_rate, speech, signals, poses, head_poses, view, mouth_scale, gain
+        fitted,
+        audio,
+        feature_config.sample_rate,
+        speech,
+        signals,
+        poses,
+        head_poses,
+        view,
+        mouth_scale,
+        gain,
+        phonetic,
     )
 
 
@@ -273,4 +288,5 @@ def render_video(config: RenderConfig, on_frame: Callable[[int, int], None] | No
                 on_frame(index + 1, clip.count)
     checked_off = config.phones and fitted.hears_phones and not fitted.uses_phones
     note = fitted.phone_check.summary() if checked_off else None
-    return RenderResult(config.out, clip.count, len(clip.audio) / clip.sample_rate, note)
+    mouth = None if clip.phonetic is None else clip.phonetic.summary()
+    return RenderResult(config.out, clip.count, len(clip.audio) / clip.sample_rate, note, mouth)

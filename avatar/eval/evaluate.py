@@ -22,6 +22,7 @@ from avatar.core.records import Record
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import FittedHead, load_fitted
 from avatar.drive.phone_check import PhoneCheck
+from avatar.drive.phonetic_mouth import PhoneticBlend
 from avatar.drive.video import drive_with_audio
 from avatar.eval.lip_sync import LipSyncSummary, lip_sync_plot, score, summarize
 from avatar.eval.plots import line_plot_png, side_by_side
@@ -135,7 +136,7 @@ class DrivenEvalMetrics(Record):
     """`avatar eval --audio`: the avatar driven by new speech, its lip sync against that speech's phones."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval-driven"
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
 
     audio: Path
     frames: int
@@ -150,6 +151,8 @@ class DrivenEvalMetrics(Record):
     phones: Path | None = None  # the phone file scored against; None: pocketsphinx's alignment of the audio
     # whether the capture's phones drove the mouth (avatar/drive/phone_check.py); None: no phone channels
     phone_check: PhoneCheck | None = None
+    # how much of the mouth was phonetic (avatar/drive/phonetic_mouth.py); None: the audio had no phones
+    phonetic: PhoneticBlend | None = None
 
 
 def _series(values: np.ndarray) -> tuple[float | None, ...]:
@@ -379,6 +382,7 @@ def _evaluate_driven(
         mouth_open_rendered=_series(opening),
         phones=config.phones,
         phone_check=fitted.phone_check if fitted.hears_phones else None,
+        phonetic=clip.phonetic,
     )
     metrics.write(config.json)
     return metrics
