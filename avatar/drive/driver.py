@@ -230,16 +230,15 @@ class FittedHead:
         eye: np.ndarray,
         rotations: np.ndarray,
         translations: np.ndarray,
-    ) -> tuple[ClipSignals, PhoneticBlend | None]:
-        """The signals of new audio, with the mouth motion it drives, as a render shows it, and how much of that
-        motion is phonetic (None: the audio has no phones).
+    ) -> ClipSignals:
+        """The signals of new audio, with the mouth motion it drives, as a render shows it (before
+        `with_phonetic_mouth`).
 
-        Where the phone check turned the capture's phones off, the learned motion is the mean of the motion
-        predicted with the audio's own phones and with its voice alone, and the rest of the model hears the voice
-        alone. The check says only that the capture's language misleads the phones. New audio may be in that
-        language, or in English, whose phones carry to the mouth; the mean scored at most 0.07 below the better
-        of the two in either case, and above the worse (avatar/drive/phone_check.py). Where the learned motion
-        does not follow the audio's phones, a share of it is the phonetic mouth (avatar/drive/phonetic_mouth.py).
+        Where the phone check turned the capture's phones off, the motion is the mean of the motion predicted
+        with the audio's own phones and with its voice alone, and the rest of the model hears the voice alone.
+        The check says only that the capture's language misleads the phones. New audio may be in that language,
+        or in English, whose phones carry to the mouth; the mean scored at most 0.07 below the better of the two
+        in either case, and above the worse (avatar/drive/phone_check.py).
 
         Args:
             windows: [F, steps, n_mels] the audio's log-mel windows (`audio_features_for_frames`)
@@ -258,15 +257,24 @@ class FittedHead:
         motion = clip_motion(model, signals, fps)
         if self.hears_phones and not self.uses_phones and speech.phones is not None:
             motion = 0.5 * (motion + clip_motion(model, signals_hearing(speech), fps))
-        if speech.phones is None:
-            return replace(signals, motion=motion), None
+        return replace(signals, motion=motion)
+
+    def with_phonetic_mouth(
+        self, signals: ClipSignals, speech: AlignedSpeech, gain: float
+    ) -> tuple[ClipSignals, PhoneticBlend | None]:
+        """New audio's `signals` (`new_audio_signals`) with a share of the phonetic mouth where their learned
+        motion does not follow the audio's phones, and how much (None: the audio has no phones); `gain` is the
+        articulation gain the clip is rendered with (avatar/drive/phonetic_mouth.py)."""
+        if speech.phones is None or signals.motion is None:
+            return signals, None
         motion, blend = blend_phonetic(
-            motion,
+            np.asarray(signals.motion),
             speech.phones,
-            fps,
-            silence_motion(model, signals),
+            self.dataset.fps,
+            silence_motion(self.driver.model, signals),
             self.mouth_opening,
             self._speech_frames(signals),
+            person_scale=self.opening_transfer.correction / gain if gain > 0 else 1.0,
         )
         return replace(signals, motion=motion), blend
 

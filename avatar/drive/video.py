@@ -89,9 +89,8 @@ class RenderResult:
     frames: int
     seconds_of_audio: float
     phones_note: str | None = None  # how the phones drove the mouth, where the phone check turned them off
-    mouth_note: str | None = (
-        None  # how much of the mouth is phonetic (`PhoneticBlend.summary`); None: no phones
-    )
+    # how much of the mouth is phonetic (`PhoneticBlend.summary`); None: the audio has no phones
+    mouth_note: str | None = None
 
 
 @dataclass
@@ -226,8 +225,9 @@ def drive_with_audio(
     viewmats = view.cameras @ head_poses
     windows = audio_features_for_frames(audio, count, fps, feature_config)
     # the view token sees this camera
-    signals, phonetic = fitted.new_audio_signals(windows, heard, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])
+    signals = fitted.new_audio_signals(windows, heard, eye, viewmats[:, :3, :3], viewmats[:, :3, 3])
     gain = fitted.articulation_gain(signals) if match_amplitude else 1.0
+    signals, phonetic = fitted.with_phonetic_mouth(signals, heard, gain)
     return DrivenClip(
         fitted,
         audio,
