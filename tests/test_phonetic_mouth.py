@@ -126,7 +126,7 @@ def test_a_learned_mouth_that_opens_on_the_closures_gets_the_phonetic_mouth():
     assert "50% phonetic" in blend.summary()
     gap = inner_lip_gap(motion)
     assert lip_sync_score(gap, phones, FPS).auc_lag0 > 0.95  # now it opens on the vowels
-    # the mean of the two moves as far as the wider, here the person's own opening
+    # at the full share the mean of the two moves as far as the wider, here the person's own opening
     assert np.std(gap[speech]) == pytest.approx(person.gap_spread, rel=1e-3)
     assert gap[opening == 0].mean() < 0.5 * gap[opening > 0.5].mean()  # the closures: the narrowest
     # the render scales the motion by the gain: the phonetic mouth comes in over it, and renders at the person's
@@ -147,3 +147,17 @@ def test_a_person_whose_gap_never_varies_keeps_the_learned_mouth():
     motion, blend = blend_phonetic(learned, phones, FPS, rest, still, np.arange(count))
     np.testing.assert_array_equal(motion, learned)
     assert blend.share == 0.0
+
+
+def test_a_partial_share_moves_the_mouth_towards_the_persons_amplitude_in_proportion(monkeypatch):
+    phones = _syllables(12)
+    count = int(phones[-1].end_s * FPS)
+    person = MouthOpening(_opening_mode(), 0.004)
+    rest = np.zeros((J, 3), np.float32)
+    opening = phone_opening(phones, count, FPS)
+    monkeypatch.setattr("avatar.drive.phonetic_mouth.phonetic_share", lambda learned_auc: FULL_SHARE / 4)
+    learned, motion, blend, speech = _blend(0.002 * (1.0 - opening), phones, person, rest)
+    assert blend.share == FULL_SHARE / 4
+    learned_spread = np.std(inner_lip_gap(learned)[speech])
+    expected = learned_spread + (person.gap_spread - learned_spread) / 4
+    assert np.std(inner_lip_gap(motion)[speech]) == pytest.approx(expected, rel=1e-3)
