@@ -38,8 +38,10 @@ scored against. Scores that are not:
 
 On the English captures the learned mouth scores 0.89-0.97 against English speech's phones (Obama on LJ001 and
 obama_speech_24s, phone_talker on both, a 60 s clip on LJ001), so they render as before but for a 3 % share on
-Obama's obama_speech_24s (0.909 -> 0.913). The held-out frames of a capture are driven as the fit trained them
-(`FittedHead.capture_driving`), not this way.
+Obama's obama_speech_24s (0.909 -> 0.912, spread 0.94 both). Avatars of the Obama and phone_talker clips played
+backwards (captures in no language) got shares of 0.11-0.37 on the two English clips: 0.72 -> 0.98 and 0.75 ->
+0.91 (Obama), 0.88 -> 0.99 and 0.90 -> 0.96 (phone_talker), each spread a little wider. The held-out frames
+of a capture are driven as the fit trained them (`FittedHead.capture_driving`), not this way.
 """
 
 from __future__ import annotations
