@@ -104,6 +104,10 @@ class PhoneticBlend:
         if self.share == 0:
             if math.isnan(self.learned_auc):
                 return "mouth as learned (its phones have too few open vowels or closures to check it)"
+            if self.learned_auc < TRUSTED_AUC:  # the capture's gap never varied: no opening of its own to add
+                return (
+                    f"mouth as learned (viseme AUC {self.learned_auc:.2f}; the capture's mouth never opened)"
+                )
             return f"mouth as learned (it follows the audio's phones: viseme AUC {self.learned_auc:.2f})"
         return (
             f"mouth {self.share:.0%} phonetic: the learned mouth follows the audio's phones too little "
