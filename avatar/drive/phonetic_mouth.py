@@ -155,15 +155,13 @@ def phone_opening(phones: Sequence[PhoneSegment], num_frames: int, fps: float) -
     return opening.astype(np.float32)
 
 
-def phonetic_motion(
-    opening: np.ndarray, rest: np.ndarray, person: MouthOpening, speech_frames: np.ndarray
-) -> np.ndarray:
-    """[F, J, 3] the phonetic mouth: `rest` [J, 3] moved along the person's opening mode by `opening` [F]
+def phonetic_motion(opening: np.ndarray, person: MouthOpening, speech_frames: np.ndarray) -> np.ndarray:
+    """[F, J, 3] the phonetic mouth's motion about rest: the person's opening mode moved by `opening` [F]
     (`phone_opening`), scaled so that its inner-lip gap varies over the clip's `speech_frames` as the person's
-    does (`MouthOpening.gap_spread`); rest throughout when the opening does not vary there."""
+    does (`MouthOpening.gap_spread`); zero throughout when the opening does not vary there."""
     spread = float(np.std(opening[speech_frames])) if len(speech_frames) else 0.0
     scale = person.gap_spread / spread if spread > 0 else 0.0
-    return rest[None] + (opening * scale)[:, None, None] * person.mode[None]
+    return (opening * scale)[:, None, None] * person.mode[None]
 
 
 def blend_phonetic(
@@ -200,7 +198,7 @@ def blend_phonetic(
     if share == 0:
         return learned, PhoneticBlend(learned_auc, 0.0)
     opening = phone_opening(phones, len(learned), fps)
-    phonetic = phonetic_motion(opening, np.zeros_like(rest), person, speech_frames) * person_scale
+    phonetic = phonetic_motion(opening, person, speech_frames) * person_scale
     learned_motion = learned - rest[None]
     motion = (1 - share) * learned_motion + share * phonetic
 
