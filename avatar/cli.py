@@ -13,6 +13,7 @@ from avatar.core.errors import AvatarError
 
 if TYPE_CHECKING:
     from avatar.data.manifest import CaptureReport
+    from avatar.eval.evaluate import TorsoScores
 
 
 @dataclass
@@ -130,6 +131,13 @@ def _run_render(config) -> None:
         print(f"  {result.mouth_note}")
 
 
+def _torso_line(label: str, scores: TorsoScores) -> str:
+    return (
+        f"  {label}: head box {scores.psnr_head_box:.2f} dB, head {scores.psnr_head:.2f} dB, torso "
+        f"{scores.psnr_torso:.2f} dB, SSIM {scores.ssim_torso:.4f}, neck {scores.psnr_neck:.2f} dB"
+    )
+
+
 def _lip_sync_line(name: str, summary) -> str:
     from avatar.eval.lip_sync import auc_text
 
@@ -165,13 +173,14 @@ def _run_eval(config) -> None:
             f"  PSNR {metrics.psnr:.2f} dB (head box {metrics.psnr_head_box:.2f}, mouth {metrics.psnr_mouth:.2f}), "
             f"SSIM {metrics.ssim:.4f} (head box {metrics.ssim_head_box:.4f})",
             f"  head mask PSNR {metrics.psnr_head:.2f} dB; {metrics.torso} torso: PSNR {metrics.psnr_torso:.2f} dB, "
-            f"SSIM {metrics.ssim_torso:.4f}, neck band PSNR {metrics.psnr_neck:.2f} dB"
-            + (
-                ""
-                if metrics.psnr_torso_pasted is None
-                else f"\n  the same with the capture's own torso pasted: head {metrics.psnr_head_pasted:.2f} dB, "
-                f"torso {metrics.psnr_torso_pasted:.2f} dB, {metrics.ssim_torso_pasted:.4f}, "
-                f"neck {metrics.psnr_neck_pasted:.2f} dB"
+            f"SSIM {metrics.ssim_torso:.4f}, neck band PSNR {metrics.psnr_neck:.2f} dB",
+            *(
+                _torso_line(label, scores)
+                for label, scores in (
+                    ("with the Gaussian torso's own colours (other cameras)", metrics.torso_gaussian_colours),
+                    ("with the capture's torso pasted under the head alone", metrics.torso_pasted),
+                )
+                if scores is not None
             ),
             f"  LMD {metrics.lmd_px:.2f} px, mouth-opening correlation {metrics.mouth_open_correlation:.3f}",
             f"  rendering {metrics.render_fps:.1f} frames/s on {metrics.device}",

@@ -12,7 +12,7 @@ import torch
 from avatar.core.errors import AvatarError
 from avatar.core.records import encode
 from avatar.data.head_window import HeadWindow
-from avatar.drive.compositor import head_over, to_uint8, torso_over_background
+from avatar.drive.compositor import head_over, to_uint8, torso_coloured_by_frame, torso_over_background
 from avatar.drive.video import pingpong
 from avatar.runs.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from avatar.runs.settings import PRESETS, FitConfig
@@ -123,6 +123,41 @@ def test_compositor_puts_head_over_torso_over_background():
     assert rgba[2, 2, 3] == 0 and rgba[60, 60].tolist() == [200, 200, 200, 255]
     assert rgba[5, 21].tolist() == [255, 255, 255, 255]  # the head's opaque part
     assert rgba[6, 22].tolist() == [255, 51, 0, 128]
+
+
+def test_a_torso_coloured_by_the_frame_lets_the_frame_show_through_it_in_its_depth_order():
+    size = 48
+    yy, xx = np.mgrid[:size, :size]
+    head_alpha = ((yy - 18) ** 2 + (xx - 24) ** 2 < 12**2).astype(np.float32)[..., None]
+    torso_alpha = ((yy > 26) & (np.abs(xx - 24) < 20)).astype(np.float32)[..., None]
+    torso_alpha[30:32] *= 0.5  # a half-covered row of the torso
+    torso_alpha[26:31, 22:27] = 1.0  # a collar in front of the chin
+    weight = torso_alpha  # the torso's part: it is in front wherever it is
+    head_part = head_alpha * (1 - torso_alpha)
+    head_colour, torso_colour = np.array([0.9, 0.6, 0.5], np.float32), np.array([0.1, 0.1, 0.8], np.float32)
+    torso_rgb = weight * torso_colour
+    rgb, alpha = head_part * head_colour + torso_rgb, head_part + weight
+    frame = np.zeros((size, size, 3), np.uint8)
+    frame[..., 1] = 200  # the real torso is green
+    masks = np.zeros((size, size, 4), np.uint8)
+    masks[28:, :, 2] = 255  # the frame's torso starts 2 rows below the rendered one
+    masks[:28, 12:37, 1] = 255  # above it, the frame's head
+    green = np.array([0, 200 / 255, 0])
+    for background in (np.full((size, size, 3), 50, np.uint8), None):
+        under = torso_over_background(frame, masks, background, feather_px=0)
+        out = torso_coloured_by_frame(rgb, torso_rgb, weight, under, masks, feather_px=0)
+        out = head_over(under, out, alpha, HeadWindow(0, 0, size))
+        assert np.allclose(out[40, 24, :3], green)  # the torso wears the frame's colour
+        assert np.allclose(
+            out[31, 5, :3], green
+        )  # half covered: the rest of the pixel is the frame's torso too
+        assert np.allclose(out[29, 24, :3], green)  # the collar in front of the chin hides the head
+        assert np.allclose(
+            out[27, 24, :3], torso_colour
+        )  # the frame shows its head there: the Gaussians' own
+        assert np.allclose(out[18, 24, :3], head_colour)  # the head where nothing is in front of it
+    assert np.allclose(out[27, 5], np.append(torso_colour, 1))  # transparent: nothing of the frame to show
+    assert np.allclose(out[5, 5], 0)  # nothing covers it
 
 
 def test_pingpong_runs_back_and_forth_without_jumps():

@@ -70,7 +70,9 @@ def test_an_orbit_turns_the_avatar_and_keeps_it_whole(sample_runs, tmp_path):
         enclosed = (x > 0) & (y > 0) & (x + w < width) & (y + h < height)  # background the bust surrounds
         assert stats[1:, cv2.CC_STAT_AREA][enclosed].sum() <= 0.005 * areas[0]  # no hole, no gap at the neck
     assert fitted.torso is not None and clip.view.bust  # the fit made a torso: the whole bust turns
-    capture = drive_with_audio(fitted, speech, background=parse_background("transparent"))
+    capture = drive_with_audio(
+        fitted, speech, background=parse_background("transparent"), torso_from_capture=False
+    )
     first = next(capture.frames())
     assert np.abs(first.astype(int) - frames[0]).mean() < 1  # t = 0: the capture's camera
     bottom = frames[0][-3:, :, 3] > 127
@@ -127,3 +129,29 @@ def test_a_run_without_a_torso_renders_over_the_capture_s_own(sample_runs, tmp_p
     )
     assert not orbit.view.capture_torso and not orbit.view.bust  # the head alone: no torso to turn
     assert next(orbit.frames()).shape == frame.shape
+
+
+@pytest.mark.slow
+def test_at_the_capture_s_camera_the_gaussian_torso_wears_the_frame_s_colours(sample_runs, tmp_path):
+    run, _ = sample_runs["audio"]
+    fitted = load_fitted(run, device="cpu", backend="torch")
+    speech = _speech(tmp_path, seconds=0.4)
+    clear = parse_background("transparent")
+    coloured = drive_with_audio(fitted, speech, background=clear)
+    own = drive_with_audio(fitted, speech, background=clear, torso_from_capture=False)
+    assert coloured.view.bust and coloured.view.capture_torso and not own.view.capture_torso
+    index = int(coloured.poses[0])
+    real = fitted.dataset.frame(index).astype(int)
+    masks = fitted.dataset.masks(index)
+    a, b = next(coloured.frames()), next(own.frames())
+    # what covers each pixel is the one-pass render's either way: only the torso's colour changes
+    assert np.abs(a[..., 3].astype(int) - b[..., 3]).max() <= 1
+    inner = cv2.erode((masks[..., 2] > 127).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    solid = inner & (a[..., 3] == 255)  # deep inside the frame's torso, where the bust is opaque
+    assert solid.sum() > 200
+    error_coloured = np.abs(a[..., :3].astype(int) - real)[solid].mean()
+    error_own = np.abs(b[..., :3].astype(int) - real)[solid].mean()
+    assert error_coloured < 3 and error_coloured < 0.5 * error_own, (error_coloured, error_own)
+    head = cv2.erode((masks[..., 1] > 127).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    face = head & ~(cv2.dilate(inner.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0)
+    assert np.abs(a[..., :3].astype(int) - b[..., :3])[face].mean() < 0.5  # the head is the head's own

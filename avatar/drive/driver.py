@@ -26,7 +26,14 @@ from avatar.drive.articulation import (
     clip_motion,
     silence_motion,
 )
-from avatar.drive.compositor import empty_base, head_over, to_uint8, torso_over_background
+from avatar.drive.compositor import (
+    empty_base,
+    head_over,
+    resampled,
+    to_uint8,
+    torso_coloured_by_frame,
+    torso_over_background,
+)
 from avatar.drive.opening_transfer import (
     OpeningTransfer,
     cached_opening_transfer,
@@ -49,10 +56,19 @@ from avatar.runs.torso_file import load_torso
 
 
 @dataclass
+class TorsoShare:
+    """The Gaussian torso's part of a bust rendered in one pass: what its colour can be swapped out of."""
+
+    rgb: Tensor  # [R, R, 3] the torso Gaussians' part of the bust's colour (premultiplied)
+    weight: Tensor  # [R, R, 1] their part of its alpha: how much of each pixel is torso, in front of the head
+
+
+@dataclass
 class DrivenFrame:
     rgb: Tensor  # [R, R, 3] over the given background
     alpha: Tensor  # [R, R, 1]
     attention: Tensor | None  # [R, R, 4] attention over (articulation, eye, view, null), when asked for
+    torso: TorsoShare | None = None  # a bust's torso part, when asked for
 
 
 class HeadDriver:
@@ -114,18 +130,28 @@ class HeadDriver:
         resolution: int,
         *,
         mouth_scale: float = 1.0,
+        torso_share: bool = False,
     ) -> DrivenFrame:
-        """One frame (batch of 1) of the head and the torso rasterized together (`bust_gaussians`)."""
+        """One frame (batch of 1) of the head and the torso rasterized together (`bust_gaussians`); with
+        `torso_share`, the torso's part of it too (the same pass, with more colour channels)."""
         if self.torso is None:
             raise ValueError("this run has no torso to render")
         head_pose = head_pose.to(self.device, torch.float32)
         sets, _ = self.model(conditions.to(self.device), deform=True, mouth_scale=mouth_scale)
         bust = bust_gaussians(sets[0], head_pose, self.torso(head_pose))
+        colors = None
+        if torso_share:
+            is_torso = torch.zeros_like(bust.colors[:, :1])
+            is_torso[sets[0].means.shape[0] :] = 1
+            colors = torch.cat([bust.colors, bust.colors * is_torso, is_torso], dim=1)  # [N, 7]
         out = render_gaussians(
             bust, camera.to(self.device, torch.float32), K.to(self.device, torch.float32), resolution,
-            backend=self.backend,
+            colors=colors, backend=self.backend,
         )  # fmt: skip
-        return DrivenFrame(out.rgb, out.alpha, None)
+        if not torso_share:
+            return DrivenFrame(out.rgb, out.alpha, None)
+        share = TorsoShare(out.rgb[..., 3:6], out.rgb[..., 6:7])
+        return DrivenFrame(out.rgb[..., :3], out.alpha, None, share)
 
 
 @dataclass
@@ -175,23 +201,32 @@ class FittedHead:
         mouth_scale: float = 1.0,
     ) -> np.ndarray:
         """-> [S, S, 3] float32 (or [S, S, 4] premultiplied RGBA with no background): capture frame `index`'s
-        view, the head posed as in that frame, with the Gaussian torso rendered in the same pass where the run
-        has one, else over the frame's own torso pixels."""
-        tracking = self.dataset.tracking
+        view, the head posed as in that frame, as `avatar render` shows it at the capture's camera: with the
+        Gaussian torso rendered in the same pass, coloured by the frame's torso, where the run has one, else
+        over the frame's own torso pixels."""
         if self.torso is None:
-            viewmat = torch.from_numpy(tracking.viewmats[index : index + 1]).float()
+            viewmat = torch.from_numpy(self.dataset.tracking.viewmats[index : index + 1]).float()
             head = self.driver.render(conditions, viewmat, mouth_scale=mouth_scale)[0]
             return self.composite(head, index, background)
+        bust = self.render_capture_bust(conditions, index, mouth_scale=mouth_scale)
+        return self.composite(bust, index, background, window=HeadWindow(0, 0, self.dataset.size))
+
+    def render_capture_bust(
+        self, conditions: FrameConditions, index: int, *, mouth_scale: float = 1.0
+    ) -> DrivenFrame:
+        """The whole bust seen by capture frame `index`'s camera, the head posed as in that frame, with its
+        torso's share (`HeadDriver.render_bust`); at `bust_resolution`."""
+        tracking = self.dataset.tracking
         pose = self.avatar_pose
-        head = self.driver.render_bust(
+        return self.driver.render_bust(
             conditions,
             torch.from_numpy(np.linalg.inv(pose) @ tracking.viewmats[index]),
             torch.from_numpy(pose),
             torch.from_numpy(self.bust_intrinsics(tracking.intrinsics)),
             self.bust_resolution,
             mouth_scale=mouth_scale,
+            torso_share=True,
         )
-        return self.composite(head, None, background, window=HeadWindow(0, 0, self.dataset.size))
 
     def bust_intrinsics(self, intrinsics: np.ndarray) -> np.ndarray:
         """[..., 3, 3] cameras of the S x S frame -> the same for the frame rendered at `bust_resolution`."""
@@ -390,15 +425,27 @@ class FittedHead:
         window: HeadWindow | None = None,
     ) -> np.ndarray:
         """-> [S, S, 3] float32 in [0, 1]: the head (rendered in `window`, default the run's head window) over
-        capture frame `torso_frame`'s torso (None: no torso) over `background`; with no background, [S, S, 4]
-        premultiplied RGBA (`avatar.drive.compositor`)."""
+        `background`, with capture frame `torso_frame`'s torso (None: none but what `head` holds) pasted under
+        it; a bust rendered with its torso's share (`render_bust`) lets that torso show through its Gaussian
+        torso (`torso_coloured_by_frame`); with no background, [S, S, 4] premultiplied RGBA
+        (`avatar.drive.compositor`)."""
+        window = self.window if window is None else window
+        rgb, alpha = head.rgb.cpu().numpy(), head.alpha.cpu().numpy()
         if torso_frame is None:
             base = empty_base(background, self.dataset.size)
-        else:
+        elif head.torso is None:
             frame, masks = self.dataset.frame(torso_frame), self.dataset.masks(torso_frame)
             base = torso_over_background(frame, masks, background)
-        window = self.window if window is None else window
-        return head_over(base, head.rgb.cpu().numpy(), head.alpha.cpu().numpy(), window)
+        else:
+            if window.side != self.dataset.size:
+                raise ValueError("a torso coloured by the frame needs the bust rendered over the whole frame")
+            frame, masks = self.dataset.frame(torso_frame), self.dataset.masks(torso_frame)
+            base = torso_over_background(frame, masks, background)
+            rgb, alpha = resampled(rgb, window.side), resampled(alpha, window.side)
+            torso_rgb = resampled(head.torso.rgb.cpu().numpy(), window.side)
+            weight = resampled(head.torso.weight.cpu().numpy(), window.side)
+            rgb = torso_coloured_by_frame(rgb, torso_rgb, weight, base, masks)
+        return head_over(base, rgb, alpha, window)
 
 
 def load_fitted(

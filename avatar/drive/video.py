@@ -50,6 +50,10 @@ class RenderConfig:
     camera: str = "capture"
     """capture (the capture's camera), orbit:DEG (the camera swings +-DEG about the avatar over the clip) or a
     camera path .json file (keyframed, docs/camera_path.md)."""
+    torso_from_capture: bool = True
+    """With the capture's camera, the Gaussian torso takes its colour from the capture's own frames (where the
+    head and torso meet is still the one-pass render's); --no-torso-from-capture shows the Gaussians' own
+    colours, as every other camera does."""
     frames_dir: Path | None = None
     """Also write every frame as a PNG in this folder (RGBA when transparent)."""
     yaw_deg: float = 0.0
@@ -129,7 +133,15 @@ class DrivenClip:
             K = None if view.intrinsics is None else torch.from_numpy(view.intrinsics[i])
             if view.bust:
                 pose, camera = torch.from_numpy(self.head_poses[i]), torch.from_numpy(view.cameras[i])
-                head = driver.render_bust(conditions, pose, camera, K, view.resolution, mouth_scale=scale)
+                head = driver.render_bust(
+                    conditions,
+                    pose,
+                    camera,
+                    K,
+                    view.resolution,
+                    mouth_scale=scale,
+                    torso_share=view.capture_torso,
+                )
             else:
                 viewmat = torch.from_numpy(viewmats[i : i + 1])
                 (head,) = driver.render(
@@ -148,12 +160,22 @@ class RenderView:
     resolution: int  # pixels of the rendered window's side
     intrinsics: np.ndarray | None  # [count, 3, 3] of the rendered window per frame; None: the run's own
     bust: bool  # the Gaussian torso is rasterized with the head in one pass
-    capture_torso: bool  # the capture's own torso pixels are pasted under the head (its camera, no torso)
+    # the capture's own torso pixels show (its camera only): pasted under the head, or with a Gaussian torso
+    # as its colour
+    capture_torso: bool
     background: np.ndarray | None  # [S, S, 3] uint8; None: transparent
 
 
-def render_view(fitted: FittedHead, background: Background, times: np.ndarray, camera: str) -> RenderView:
-    """The `RenderView` of `--camera` and `--background` for frames at `times` [T] seconds."""
+def render_view(
+    fitted: FittedHead,
+    background: Background,
+    times: np.ndarray,
+    camera: str,
+    *,
+    torso_from_capture: bool = True,
+) -> RenderView:
+    """The `RenderView` of `--camera`, `--background` and `--torso-from-capture` for frames at `times` [T]
+    seconds."""
     dataset = fitted.dataset
     size, pose, bust = dataset.size, fitted.avatar_pose, fitted.torso is not None
     shown = None if background.transparent else background.pixels(dataset.background())
@@ -176,7 +198,8 @@ def render_view(fitted: FittedHead, background: Background, times: np.ndarray, c
         cameras, focal = track.viewmats, track.focal_px
     intrinsics = fitted.bust_intrinsics(np.stack([centered_intrinsics(f, size) for f in focal]))
     window = HeadWindow(0, 0, size)  # the whole frame, at the pixel density of the head window
-    return RenderView(cameras, window, fitted.bust_resolution, intrinsics, bust, False, shown)
+    capture_torso = camera == "capture" and torso_from_capture
+    return RenderView(cameras, window, fitted.bust_resolution, intrinsics, bust, capture_torso, shown)
 
 
 def drive_with_audio(
@@ -190,10 +213,12 @@ def drive_with_audio(
     blink: BlinkMode = "capture",
     background: Background = PLATE,
     camera: str = "capture",
+    torso_from_capture: bool = True,
 ) -> DrivenClip:
     """`fitted` driven by the audio file at `audio_path` (any format PyAV reads; AvatarError when it has no
     audio or is shorter than a frame); `phones=False` drives it without the aligned phones (the clip's
-    `speech` still has them, for scoring); `camera` as `--camera`."""
+    `speech` still has them, for scoring); `camera` and `torso_from_capture` as `--camera` and
+    `--torso-from-capture`."""
     if not (math.isfinite(mouth_scale) and 0 <= mouth_scale <= 4):
         raise AvatarError(f"--mouth-scale {mouth_scale} is outside 0 .. 4", fix="Pass e.g. 0.5, 1 or 1.5")
     dataset = fitted.dataset
@@ -219,7 +244,9 @@ def drive_with_audio(
     )
     turn = np.eye(4)
     turn[:3, :3] = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
-    view = render_view(fitted, background, np.arange(count) / fps, camera)
+    view = render_view(
+        fitted, background, np.arange(count) / fps, camera, torso_from_capture=torso_from_capture
+    )
     # the head moves in the avatar frame as it moved in the capture
     head_poses = np.linalg.inv(fitted.avatar_pose)[None] @ tracking.viewmats[poses] @ turn
     viewmats = view.cameras @ head_poses
@@ -275,6 +302,7 @@ def render_video(config: RenderConfig, on_frame: Callable[[int, int], None] | No
         blink=config.blink,
         background=background,
         camera=config.camera,
+        torso_from_capture=config.torso_from_capture,
     )
     size, fps = fitted.dataset.size, int(round(fitted.dataset.fps))
     with VideoWriter(config.out, fps, size, size, audio=clip.audio, audio_rate=clip.sample_rate) as writer:

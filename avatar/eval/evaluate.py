@@ -19,6 +19,7 @@ from avatar.core.atomic import check_writable
 from avatar.core.backends import DeviceName, RasterizerName
 from avatar.core.errors import AvatarError
 from avatar.core.records import Record
+from avatar.data.head_window import HeadWindow
 from avatar.drive.compositor import to_uint8
 from avatar.drive.driver import FittedHead, load_fitted
 from avatar.drive.phone_check import PhoneCheck
@@ -87,11 +88,22 @@ def _mean(values: list[float]) -> float:
 
 
 @dataclass(frozen=True)
+class TorsoScores:
+    """The held-out frames' scores where the torso shows, for one way of drawing it."""
+
+    psnr_head_box: float  # dB, the head window
+    psnr_head: float  # dB, the real frame's head mask
+    psnr_torso: float  # dB, the real frame's torso mask
+    ssim_torso: float  # over the torso mask's bounding box
+    psnr_neck: float  # dB, the band across the head's outline below the mouth
+
+
+@dataclass(frozen=True)
 class EvalMetrics(Record):
     """`avatar eval`'s measurements on the held-out frames (written to --json)."""
 
     FORMAT: ClassVar[str] = "splat-avatar-eval"
-    VERSION: ClassVar[int] = 5
+    VERSION: ClassVar[int] = 6
 
     frames: int
     psnr: float  # dB, whole composited frame
@@ -100,16 +112,16 @@ class EvalMetrics(Record):
     ssim_head_box: float
     psnr_mouth: float  # dB, the mouth region
     psnr_head: float  # dB, the real frame's head mask
-    torso: (
-        str  # what drew the torso: "gaussian" (with the head, one pass) or "pasted" (the frame's own pixels)
-    )
+    # what drew the torso: "gaussian" (with the head, one pass, coloured by the frame as a render at the
+    # capture's camera is) or "pasted" (the frame's own pixels under the head)
+    torso: str
     psnr_torso: float  # dB, the real frame's torso mask
     ssim_torso: float  # over the torso mask's bounding box
     psnr_neck: float  # dB, a band across the head's outline below the mouth: chin, jaw, neck (`neck_band`)
-    psnr_head_pasted: float | None  # with a Gaussian torso, the same four of the pasted torso, to compare
-    psnr_torso_pasted: float | None
-    ssim_torso_pasted: float | None
-    psnr_neck_pasted: float | None
+    # with a Gaussian torso: the same scores with the Gaussians' own colours (as every other camera shows
+    # them) and with the frame's torso pasted under the head alone (as runs without a torso render), to compare
+    torso_gaussian_colours: TorsoScores | None
+    torso_pasted: TorsoScores | None
     lmd_px: float  # lip landmark distance (avatar.metrics.landmarks)
     mouth_open_correlation: float  # Pearson r of the real and rendered mouth opening
     eye_open_correlation: float  # Pearson r of the real and rendered eye openness: do the blinks render?
@@ -157,6 +169,40 @@ class DrivenEvalMetrics(Record):
 
 def _series(values: np.ndarray) -> tuple[float | None, ...]:
     return tuple(None if math.isnan(v) else round(float(v), 5) for v in values)
+
+
+@dataclass(frozen=True)
+class _Regions:
+    """Where one held-out frame is scored."""
+
+    real: np.ndarray  # [S, S, 3] float32 in [0, 1]
+    head_box: tuple[slice, slice]
+    head: np.ndarray  # [S, S] float32 masks
+    torso: np.ndarray
+    neck: np.ndarray
+    torso_box: tuple[int, int, int, int] | None  # (y0, y1, x0, x1)
+
+
+class _TorsoTally:
+    """`TorsoScores` summed over frames."""
+
+    def __init__(self) -> None:
+        self.errors = _ErrorSums()
+        self.ssim: list[float] = []
+
+    def add(self, rendered: np.ndarray, regions: _Regions) -> None:
+        real = regions.real
+        self.errors.add("head_box", rendered[regions.head_box], real[regions.head_box])
+        self.errors.add("head", rendered, real, regions.head)
+        self.errors.add("torso", rendered, real, regions.torso)
+        self.errors.add("neck", rendered, real, regions.neck)
+        if regions.torso_box is not None:
+            box = _slices(regions.torso_box)
+            self.ssim.append(_ssim(rendered[box], real[box]))
+
+    def scores(self) -> TorsoScores:
+        psnr = self.errors.psnr
+        return TorsoScores(psnr("head_box"), psnr("head"), psnr("torso"), _mean(self.ssim), psnr("neck"))
 
 
 class _ErrorSums:
@@ -226,17 +272,23 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
     viewmats = torch.from_numpy(tracking.viewmats).float()
     background = dataset.background()
     errors = _ErrorSums()
-    ssim_frame, ssim_head, ssim_torso, ssim_pasted = [], [], [], []
+    shown, gaussian_colours, pasted = _TorsoTally(), _TorsoTally(), _TorsoTally()
+    ssim_frame, ssim_head = [], []
     render_seconds = 0.0
     band_px = max(2, dataset.size // 64)  # 8 px either side of the outline at 512 px
     box = (slice(window.y0, window.y0 + window.side), slice(window.x0, window.x0 + window.side))
     size = dataset.size
+    whole = HeadWindow(0, 0, size)  # a bust is rendered over the whole frame
     with MouthMetrics() as mouth, VideoWriter(video_path, int(round(dataset.fps)), 2 * size, size) as video:
         for index in tqdm(held_out, desc="eval", unit="frame", disable=not config.progress, leave=False):
             index = int(index)
             conditions = signals.conditions([index], window=driver.model.window, device=driver.device)
             start = time.perf_counter()
-            rendered = fitted.render_capture_frame(conditions, index, background, mouth_scale=gain)
+            if fitted.torso is None:
+                rendered = fitted.render_capture_frame(conditions, index, background, mouth_scale=gain)
+            else:
+                bust = fitted.render_capture_bust(conditions, index, mouth_scale=gain)
+                rendered = fitted.composite(bust, index, background, window=whole)
             if driver.device.type == "cuda":
                 torch.cuda.synchronize()
             render_seconds += time.perf_counter() - start
@@ -248,26 +300,19 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
             neck_mask = (neck_band(masks[..., 1], tracking.landmarks[index], band_px) > 127).astype(
                 np.float32
             )
-            torso_box = box_from_mask(torso_mask)
+            head_mask = (masks[..., 1] > 127).astype(np.float32)
+            regions = _Regions(real_float, box, head_mask, torso_mask, neck_mask, box_from_mask(torso_mask))
             errors.add("frame", rendered, real_float)
             errors.add("mouth", rendered, real_float, mouth_mask)
-            errors.add("head", rendered[box], real_float[box])
-            head_mask = (masks[..., 1] > 127).astype(np.float32)
-            errors.add("head_mask", rendered, real_float, head_mask)
-            errors.add("torso", rendered, real_float, torso_mask)
-            errors.add("neck", rendered, real_float, neck_mask)
             ssim_frame.append(_ssim(rendered, real_float))
             ssim_head.append(_ssim(rendered[box], real_float[box]))
-            if torso_box is not None:
-                ssim_torso.append(_ssim(*(image[_slices(torso_box)] for image in (rendered, real_float))))
-            if fitted.torso is not None:  # the pasted torso of the same frame, to compare
+            shown.add(rendered, regions)
+            if (
+                fitted.torso is not None
+            ):  # the Gaussians' own colours, and the frame's torso pasted, to compare
+                gaussian_colours.add(fitted.composite(bust, None, background, window=whole), regions)
                 head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
-                pasted = fitted.composite(head, index, background)
-                errors.add("head_mask_pasted", pasted, real_float, head_mask)
-                errors.add("torso_pasted", pasted, real_float, torso_mask)
-                errors.add("neck_pasted", pasted, real_float, neck_mask)
-                if torso_box is not None:
-                    ssim_pasted.append(_ssim(*(image[_slices(torso_box)] for image in (pasted, real_float))))
+                pasted.add(fitted.composite(head, index, background), regions)
             rendered_u8 = to_uint8(rendered)
             mouth.add(real, rendered_u8)
             video.write(side_by_side(real, rendered_u8))
@@ -280,22 +325,21 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
         xlabel="time (s)",
         ylabel="inner-lip gap / mouth width",
     )
+    scores = shown.scores()
     metrics = EvalMetrics(
         frames=len(held_out),
         psnr=errors.psnr("frame"),
         ssim=float(np.mean(ssim_frame)),
-        psnr_head_box=errors.psnr("head"),
+        psnr_head_box=scores.psnr_head_box,
         ssim_head_box=float(np.mean(ssim_head)),
         psnr_mouth=errors.psnr("mouth"),
-        psnr_head=errors.psnr("head_mask"),
+        psnr_head=scores.psnr_head,
         torso="pasted" if fitted.torso is None else "gaussian",
-        psnr_torso=errors.psnr("torso"),
-        ssim_torso=_mean(ssim_torso),
-        psnr_neck=errors.psnr("neck"),
-        psnr_head_pasted=None if fitted.torso is None else errors.psnr("head_mask_pasted"),
-        psnr_torso_pasted=None if fitted.torso is None else errors.psnr("torso_pasted"),
-        ssim_torso_pasted=None if fitted.torso is None else _mean(ssim_pasted),
-        psnr_neck_pasted=None if fitted.torso is None else errors.psnr("neck_pasted"),
+        psnr_torso=scores.psnr_torso,
+        ssim_torso=scores.ssim_torso,
+        psnr_neck=scores.psnr_neck,
+        torso_gaussian_colours=None if fitted.torso is None else gaussian_colours.scores(),
+        torso_pasted=None if fitted.torso is None else pasted.scores(),
         lmd_px=lips.lmd_px,
         mouth_open_correlation=lips.mouth_open_correlation,
         eye_open_correlation=lips.eye_open_correlation,
