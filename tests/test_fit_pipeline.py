@@ -236,7 +236,9 @@ def test_killed_fit_resumes_to_the_same_step_count(sample_dataset, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "avatar", "fit", str(dataset), "--out", str(out), "--preset", "tiny"]
     command += ["--steps", "120", "--resolution", "48", "--device", "cpu", "--no-progress"]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # the fit gets this worker's share of the cores (conftest): a thread per core beside another worker's
+    # threads oversubscribes them, and it once ran six times slower than alone
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(torch.get_num_threads()))
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     # the index is written after the checkpoint it names: a kill between the two leaves no checkpoint yet
