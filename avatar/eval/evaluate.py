@@ -307,9 +307,8 @@ def evaluate(config: EvalConfig) -> EvalMetrics | DrivenEvalMetrics:
             ssim_frame.append(_ssim(rendered, real_float))
             ssim_head.append(_ssim(rendered[box], real_float[box]))
             shown.add(rendered, regions)
-            if (
-                fitted.torso is not None
-            ):  # the Gaussians' own colours, and the frame's torso pasted, to compare
+            # the Gaussians' own colours, and the frame's torso pasted under the head alone, to compare
+            if fitted.torso is not None:
                 gaussian_colours.add(fitted.composite(bust, None, background, window=whole), regions)
                 head = driver.render(conditions, viewmats[index : index + 1], mouth_scale=gain)[0]
                 pasted.add(fitted.composite(head, index, background), regions)
