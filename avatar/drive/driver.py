@@ -432,15 +432,12 @@ class FittedHead:
         window = self.window if window is None else window
         rgb, alpha = head.rgb.cpu().numpy(), head.alpha.cpu().numpy()
         if torso_frame is None:
-            base = empty_base(background, self.dataset.size)
-        elif head.torso is None:
-            frame, masks = self.dataset.frame(torso_frame), self.dataset.masks(torso_frame)
-            base = torso_over_background(frame, masks, background)
-        else:
+            return head_over(empty_base(background, self.dataset.size), rgb, alpha, window)
+        masks = self.dataset.masks(torso_frame)
+        base = torso_over_background(self.dataset.frame(torso_frame), masks, background)
+        if head.torso is not None:
             if window.side != self.dataset.size:
                 raise ValueError("a torso coloured by the frame needs the bust rendered over the whole frame")
-            frame, masks = self.dataset.frame(torso_frame), self.dataset.masks(torso_frame)
-            base = torso_over_background(frame, masks, background)
             rgb, alpha = resampled(rgb, window.side), resampled(alpha, window.side)
             torso_rgb = resampled(head.torso.rgb.cpu().numpy(), window.side)
             weight = resampled(head.torso.weight.cpu().numpy(), window.side)
