@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,8 @@ def brute_force_render(projection, opacities, colors, width, height, tile_size=1
         radius = float(projection.radii[n])
         if radius <= 0:
             continue
-        mx, my = projection.means2d[n].tolist()
-        a, b, c = projection.conics[n].tolist()
+        mx, my = projection.means2d[n].unbind()
+        a, b, c = projection.conics[n].unbind()
         in_tiles = (
             (mx - radius < tile_left + tile_size)
             & (mx + radius > tile_left)
@@ -156,6 +157,33 @@ def test_matches_brute_force_with_early_termination_and_many_channels():
     torch.testing.assert_close(out.rgb, rgb, atol=1e-9, rtol=0)
     torch.testing.assert_close(out.alpha, alpha, atol=1e-9, rtol=0)
     torch.testing.assert_close(out.depth, depth, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("max_chunk_elements, block_size", [(1 << 19, 256), (3000, 7), (1, 1)])
+def test_gradients_match_brute_force_with_early_termination(max_chunk_elements, block_size):
+    scene = random_scene(300, 40, 40, seed=3, channels=4)
+    scene["opacities"] = 0.5 + 0.5 * scene["opacities"]
+    scene["opacities"][::5] = 1.0
+    scene["scales"] = scene["scales"] * 1.5
+    projection = project(scene)
+    leaves = [
+        tensor.detach().clone().requires_grad_(True)
+        for tensor in (projection.means2d, projection.conics, scene["opacities"], scene["colors"])
+    ]
+    counts = {}
+    rgb, alpha, _ = brute_force_render(
+        replace(projection, means2d=leaves[0], conics=leaves[1]), leaves[2], leaves[3], 40, 40, counts=counts
+    )
+    assert counts["terminated"] > 1000 and counts["clamped"] > 10  # of 1600 pixels
+    weights = torch.rand(40, 40, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = torch.autograd.grad((torch.cat([rgb, alpha], -1) * weights).sum(), leaves)
+    bins = bin_gaussians(projection.means2d, projection.radii, projection.depths, 40, 40)
+    rgb, alpha = rasterize_to_pixels_torch(
+        *leaves, bins, 40, 40, max_chunk_elements=max_chunk_elements, block_size=block_size
+    )
+    actual = torch.autograd.grad((torch.cat([rgb, alpha], -1) * weights).sum(), leaves)
+    for name, got, want in zip(["means2d", "conics", "opacities", "features"], actual, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9, msg=name)
 
 
 def test_float32_matches_float64_brute_force():

@@ -263,6 +263,25 @@ def test_each_motion_predictor_learns_from_batches_of_its_own():
         assert float(member.head.weight.grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize("updates", [1, 3])
+def test_extra_motion_updates_move_only_what_the_motion_loss_reaches(updates):
+    model = make_head(100)
+    step = _step(model, replace(TINY, motion_updates=updates))
+    state = TrainingState.start(model, step.settings, seed=0)
+    step.mouth_motion(torch.Generator().manual_seed(0)).backward()
+    reached = {name for name, param in model.named_parameters() if param.grad is not None}
+    assert reached and any("motion_predictors" in name for name in reached)
+    state.optimizer.zero_grad(set_to_none=True)
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    generator = torch.Generator().manual_seed(1)
+    first = float(step.mouth_motion(torch.Generator().manual_seed(1)).detach())
+    step.update_mouth_motion(state.optimizer, generator)
+    moved = {name for name, param in model.named_parameters() if not torch.equal(param, before[name])}
+    assert moved == (reached if updates > 1 else set())
+    if updates > 1:  # two Adam steps on the motion loss lower it on the first step's batch
+        assert float(step.mouth_motion(torch.Generator().manual_seed(1)).detach()) < first
+
+
 def test_the_mouth_motion_learns_only_from_the_frames_that_do_not_smile():
     model = make_head(100)
     settings = replace(TINY, silence_probability=0.0, audio_augmentation=0.0, phone_dropout=0.0)

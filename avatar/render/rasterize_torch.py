@@ -16,7 +16,8 @@ longest in the chunk; tiles are grouped by list length so padding is small), so 
 pixels x overlapping Gaussians, never pixels x all Gaussians. The exponent log(opacity) - sigma is a
 quadratic in the tile-local pixel position (u, v), so it is one matrix product of per-pixel monomials
 [u^2, u v, v^2, u, v, 1] with six per-(tile, Gaussian) coefficients. Along the depth axis a chunk is
-processed in blocks, and it stops early once every pixel in it has terminated.
+processed in blocks, and it stops early once every pixel in it has terminated. The backward pass is written
+out (the 3DGS kernel's, from the saved alphas and weights) rather than left to autograd.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ ALPHA_MIN = 1.0 / 255.0
 TRANSMITTANCE_MIN = 1e-4
 # Exponent for padding entries: exp() of it is 0 in float32 and float64.
 _PAD_LOG_ALPHA = -1e4
+# Exponents are raised to this floor before exp(): its alpha is below ALPHA_MIN, so it is dropped all the same,
+# and on the CPU exp() of an exponent that underflows float32 (below about -88) is over ten times slower.
+_LOG_ALPHA_FLOOR = -20.0
 
 
 def _pixel_monomials(tile_size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -58,29 +62,68 @@ def _exponent_coefficients(
     )
 
 
-def _composite_chunk(
-    coefficients: Tensor,  # [T, K, 6]
-    features: Tensor,  # [T, K, F]
+def _block_weights(
+    coefficients: Tensor,  # [T, B, 6]
     monomials: Tensor,  # [P, 6]
-    block_size: int,
-) -> Tensor:
-    """Composite the K front-to-back entries of T tiles; returns sum(weight * feature) [T, P, F]."""
-    num_tiles, num_entries, _ = coefficients.shape
-    transmittance = coefficients.new_ones(num_tiles, 1, monomials.shape[0])
-    accumulated = None
-    for start in range(0, num_entries, block_size):
-        stop = min(start + block_size, num_entries)
-        alpha = torch.exp(coefficients[:, start:stop] @ monomials.T).clamp(max=ALPHA_MAX)  # [T, B, P]
-        alpha = torch.where(alpha >= ALPHA_MIN, alpha, 0.0)
-        after = transmittance * torch.cumprod(1.0 - alpha, dim=1)  # T after each entry
-        before = torch.cat([transmittance, after[:, :-1]], dim=1)
-        weights = torch.where(after >= TRANSMITTANCE_MIN, before - after, 0.0)
-        contribution = weights.transpose(1, 2) @ features[:, start:stop]
-        accumulated = contribution if accumulated is None else accumulated + contribution
-        transmittance = after[:, -1:]
-        if stop < num_entries and not bool((transmittance >= TRANSMITTANCE_MIN).any()):
-            break
-    return accumulated
+    transmittance: Tensor,  # [T, 1, P] before the block
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Alpha, compositing weight [T, B, P] of a block's entries, and the transmittance after each [T, B, P]."""
+    exponent = (coefficients @ monomials.T).clamp(min=_LOG_ALPHA_FLOOR)
+    alpha = torch.exp(exponent).clamp(max=ALPHA_MAX)
+    alpha = torch.where(alpha >= ALPHA_MIN, alpha, 0.0)
+    after = transmittance * torch.cumprod(1.0 - alpha, dim=1)
+    before = torch.cat([transmittance, after[:, :-1]], dim=1)
+    weights = torch.where(after >= TRANSMITTANCE_MIN, before - after, 0.0)
+    return alpha, weights, after
+
+
+class _CompositeChunk(torch.autograd.Function):
+    """sum(weight * feature) over the K front-to-back entries of T tiles, with the 3DGS backward pass.
+
+    Autograd through cumprod and the masks is over twice as slow as this on the CPU. The backward pass
+    needs, per entry k, the sum S_k of w_j (f_j . g) over the entries j behind it: with C . g the whole
+    pixel's sum, S_k = C . g - (the same sum over j <= k). For an entry that draws (w_k > 0, alpha below
+    ALPHA_MAX) d out/d exponent_k = w_k f_k - alpha_k / (1 - alpha_k) * S_k; for the others it is 0.
+    """
+
+    @staticmethod
+    def forward(ctx, coefficients: Tensor, features: Tensor, monomials: Tensor, block_size: int) -> Tensor:
+        num_tiles, num_entries, _ = coefficients.shape
+        transmittance = coefficients.new_ones(num_tiles, 1, monomials.shape[0])
+        accumulated = coefficients.new_zeros(num_tiles, monomials.shape[0], features.shape[2])
+        alphas, weights = [], []
+        for start in range(0, num_entries, block_size):
+            stop = min(start + block_size, num_entries)
+            alpha, weight, after = _block_weights(coefficients[:, start:stop], monomials, transmittance)
+            accumulated += weight.transpose(1, 2) @ features[:, start:stop]
+            alphas.append(alpha)
+            weights.append(weight)
+            transmittance = after[:, -1:]
+            if stop < num_entries and not bool((transmittance >= TRANSMITTANCE_MIN).any()):
+                break
+        ctx.block_size = block_size
+        ctx.save_for_backward(features, monomials, accumulated, *alphas, *weights)
+        return accumulated
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        features, monomials, accumulated, *saved = ctx.saved_tensors
+        alphas, weights = saved[: len(saved) // 2], saved[len(saved) // 2 :]
+        grad_coefficients = features.new_zeros(*features.shape[:2], 6)
+        grad_features = torch.zeros_like(features)
+        behind = (accumulated * grad).sum(-1)[:, None]  # [T, 1, P] sum of w_j (f_j . g) behind the front
+        grad_t = grad.transpose(1, 2)  # [T, F, P]
+        for index, (alpha, weight) in enumerate(zip(alphas, weights, strict=True)):
+            start = index * ctx.block_size
+            stop = start + alpha.shape[1]
+            grad_features[:, start:stop] = weight @ grad
+            drawn = weight * (features[:, start:stop] @ grad_t)  # w_k (f_k . g)
+            behind_each = behind - torch.cumsum(drawn, dim=1)
+            behind = behind_each[:, -1:]
+            grad_exponent = drawn - alpha / (1.0 - alpha) * behind_each
+            grad_exponent = torch.where((weight > 0) & (alpha < ALPHA_MAX), grad_exponent, 0.0)
+            grad_coefficients[:, start:stop] = grad_exponent @ monomials
+        return grad_coefficients, grad_features, None, None
 
 
 def _chunks(counts: Tensor, max_elements: int, pixels_per_tile: int) -> list[tuple[Tensor, int]]:
@@ -154,7 +197,7 @@ def rasterize_to_pixels_torch(
         entries = bins.offsets[tiles][:, None] + rank
         entries = torch.where(rank < counts[tiles][:, None], entries, torch.full_like(entries, pad_index))
         rendered.append(
-            _composite_chunk(coefficients[entries], entry_features[entries], monomials, block_size)
+            _CompositeChunk.apply(coefficients[entries], entry_features[entries], monomials, block_size)
         )
         rendered_tiles.append(tiles)
 

@@ -100,6 +100,17 @@ class TrainStep:
         gap = losses.lip_gap_loss(predicted, target, *FACING_LIP_ROWS, sigma)
         return losses.motion_loss(predicted, target, sigma) + settings.lip_gap_weight * gap
 
+    def update_mouth_motion(self, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+        """After a step's update, `settings.motion_updates - 1` more on the mouth-motion loss alone: only the
+        parameters it reaches (the motion predictors) have gradients then, so nothing else moves."""
+        for _ in range(self.settings.motion_updates - 1):
+            loss = self.settings.motion_weight * self.mouth_motion(generator)
+            if not loss.requires_grad:
+                return
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
     def _augmented(self, audio: Tensor, generator: torch.Generator) -> Tensor:
         """[B, W, steps, C] driving features -> the same with the log-mel bands perturbed
         (`settings.audio_augmentation`) and, per sample with probability `settings.phone_dropout`, the phone

@@ -259,6 +259,7 @@ class FitRun:
         strategy.step_post_backward(step, out, state.densify, forward.data.resolution)
         state.optimizer.step()
         strategy.step_post_optimizer(step, state.model, state.optimizer, state.densify)
+        forward.update_mouth_motion(state.optimizer, generator)
         return terms, loss
 
     def _summary(
