@@ -78,7 +78,8 @@ def test_dataset_manifest_and_run_record_written_by_136ed14_still_load():
     assert manifest.audio_features_shape == (300, 16, 80)
     assert manifest.to_json() == json.loads((WRITTEN_BY_MAIN / "dataset.json").read_text())
     run = RunRecord.read(WRITTEN_BY_MAIN / "run.json")
-    assert run.settings == PRESETS["tiny"] and run.fit.preset == "tiny"
+    # it updated the mouth-motion predictors once a step, as a run without the setting reads
+    assert run.settings == replace(PRESETS["tiny"], motion_updates=1) and run.fit.preset == "tiny"
     written = json.loads((WRITTEN_BY_MAIN / "run.json").read_text())
     assert run.window == HeadWindow(**written["window"])
     assert run.dataset_source == manifest.source and run.K_window.shape == (3, 3)
@@ -90,6 +91,7 @@ def test_dataset_manifest_and_run_record_written_by_136ed14_still_load():
         "steps_torso",
         "torso_gaussians",
         "torso_resolution",
+        "motion_updates",
     }  # settings that came later read as their defaults
     assert set(run.to_json()["settings"]) - set(written["settings"]) == added_since
     written["settings"].update({name: run.to_json()["settings"][name] for name in added_since})
