@@ -51,9 +51,7 @@ class TrainSettings:
     motion_weight: float = 1.0  # the mouth motion predicted from audio against the tracked landmarks' motion
     lip_gap_weight: float = 0.2  # of the inner lips' gap error, absolute (`lip_gap_loss`), in the motion term
     motion_batch: int = 32  # frames per step of that loss
-    motion_updates: int = (
-        1  # updates of the audio-to-mouth predictors per step: the step's, then on that loss alone
-    )
+    motion_updates: int = 1  # motion predictor updates per step: the step's own, then on that loss alone
     silence_probability: float = 0.1  # of a motion sample hearing silence, with the mouth at rest as target
     audio_augmentation: float = 0.8  # probability that a training sample's audio features are perturbed
     phone_dropout: float = 0.3  # probability that a training sample hears no phones (as unaligned audio)
